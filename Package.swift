@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Swift 5 language mode: the data plane shares nothing between threads except the RouteTable
+// snapshot handed over through a mailbox, and strict-concurrency annotations on raw pointers and
+// epoll callbacks would add noise without catching anything the design does not already rule out.
+let swift5: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+    name: "portico",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "portico", targets: ["portico"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        .target(name: "CSystem"),
+        .target(name: "Reactor", dependencies: ["CSystem"], swiftSettings: swift5),
+        .target(name: "HTTP1", swiftSettings: swift5),
+        .target(name: "Dataplane", dependencies: ["Reactor", "HTTP1", "CSystem"], swiftSettings: swift5),
+        .target(name: "Objects", dependencies: ["Yams"], swiftSettings: swift5),
+        .target(name: "RouteCompiler", dependencies: ["Objects", "Dataplane"], swiftSettings: swift5),
+        .executableTarget(
+            name: "portico",
+            dependencies: [
+                "Reactor", "HTTP1", "Dataplane", "Objects", "RouteCompiler", "CSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swift5),
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: swift5),
+        .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "Reactor", "HTTP1"], swiftSettings: swift5),
+        .testTarget(name: "ObjectsTests", dependencies: ["Objects", "RouteCompiler", "Dataplane"], swiftSettings: swift5),
+        .testTarget(name: "IntegrationTests", dependencies: [], swiftSettings: swift5),
+    ]
+)

@@ -1,0 +1,2 @@
+import XCTest
+final class PlaceholderHTTP1Tests: XCTestCase { func testBuilds() {} }

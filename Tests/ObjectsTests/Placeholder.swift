@@ -1,0 +1,2 @@
+import XCTest
+final class PlaceholderObjectsTests: XCTestCase { func testBuilds() {} }
