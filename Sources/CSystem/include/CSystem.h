@@ -3,6 +3,10 @@
 #ifndef PORTICO_CSYSTEM_H
 #define PORTICO_CSYSTEM_H
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -51,5 +55,8 @@ static inline int portico_block_signals(const int *sigs, int n, sigset_t *out) {
 
 static inline uint32_t portico_epoll_data_u32(const struct epoll_event *e) { return e->data.u32; }
 static inline uint64_t portico_epoll_data_u64(const struct epoll_event *e) { return e->data.u64; }
+
+/// accept4 needs _GNU_SOURCE, which Swift's Glibc import does not define.
+int portico_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 
 #endif
