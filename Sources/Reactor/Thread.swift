@@ -1,3 +1,4 @@
+import CSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,7 +16,7 @@ public final class OSThread {
             return nil
         }, box)
         precondition(rc == 0, "pthread_create failed: \(rc)")
-        _ = pthread_setname_np(handle, String(name.prefix(15)))
+        _ = portico_set_thread_name(handle, String(name.prefix(15)))
     }
 
     public func join() { pthread_join(handle, nil) }

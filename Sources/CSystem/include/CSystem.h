@@ -5,6 +5,9 @@
 
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+/// pthread_setname_np is a GNU extension.
+int portico_set_thread_name(pthread_t t, const char *name);
+
 #endif
 
 #include <stdint.h>
@@ -58,5 +61,8 @@ static inline uint64_t portico_epoll_data_u64(const struct epoll_event *e) { ret
 
 /// accept4 needs _GNU_SOURCE, which Swift's Glibc import does not define.
 int portico_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+
+/// pthread_setname_np is a GNU extension.
+int portico_set_thread_name(pthread_t t, const char *name);
 
 #endif
