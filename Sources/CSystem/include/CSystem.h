@@ -5,9 +5,6 @@
 
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
-/// pthread_setname_np is a GNU extension.
-int portico_set_thread_name(pthread_t t, const char *name);
-
 #endif
 
 #include <stdint.h>
