@@ -1,0 +1,59 @@
+import CSystem
+import Reactor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A worker's SO_REUSEPORT listening socket. Accepts until EAGAIN on each edge; when descriptors
+/// run out (EMFILE/ENFILE) or `--max-connections` is reached it stops and retries after a short
+/// timer instead of spinning, and existing connections keep being served.
+final class Listener: Channel {
+    unowned(unsafe) let worker: Worker
+    private var retryQueue: TimerQueue
+    private(set) var paused = false
+    private var peer = sockaddr_storage()
+
+    init(fd: Int32, worker: Worker) {
+        self.worker = worker
+        self.retryQueue = worker.loop.timerQueue(nanos: 100_000_000)
+        super.init(fd: fd)
+    }
+
+    override func handleEvent(_ events: UInt32) { acceptAll() }
+
+    override func handleTimeout() {
+        paused = false
+        acceptAll()
+    }
+
+    func acceptAll() {
+        guard !isClosed, !paused else { return }
+        while true {
+            if worker.atConnectionLimit { pause(); return }
+            do {
+                guard let fd = try Socket.accept(self.fd, peer: &peer) else { return }
+                worker.accepted(fd: fd, peer: &peer)
+            } catch let e as SocketError {
+                if e.errno == EMFILE || e.errno == ENFILE || e.errno == ENOBUFS || e.errno == ENOMEM {
+                    worker.log.warning("accept: \(e): pausing accepts for 100ms")
+                    pause()
+                }
+                return
+            } catch { return }
+        }
+    }
+
+    private func pause() {
+        paused = true
+        retryQueue.arm(self)
+    }
+
+    /// Called when a connection closes, so a listener paused at the limit resumes at once.
+    func connectionFreed() {
+        if paused && !worker.atConnectionLimit {
+            cancelTimer()
+            paused = false
+            acceptAll()
+        }
+    }
+}

@@ -1,0 +1,252 @@
+import CSystem
+import HTTP1
+import Reactor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Per-worker state for one backend of the current RouteTable: its balancer and the idle
+/// keep-alive connections to each of its endpoints.
+final class BackendState {
+    let backend: Backend
+    let index: Int32
+    let picker: EndpointPicker
+    /// Idle upstream connections per endpoint index (most recently used last).
+    var idle: [[UpstreamConnection]]
+
+    init(backend: Backend, index: Int32, health: HealthPolicy, seed: UInt64) {
+        self.backend = backend
+        self.index = index
+        self.picker = EndpointPicker(backend: backend, health: health, seed: seed)
+        self.idle = Array(repeating: [], count: backend.endpoints.count)
+    }
+}
+
+/// One event-loop thread of the proxy: its listener, its connections, its upstream pools, its
+/// counters. Nothing here is touched by another thread; a new RouteTable arrives through the
+/// loop's mailbox.
+public final class Worker {
+    public let id: Int
+    public let loop: EventLoop
+    let config: ProxyConfig
+    let log: Log
+    let pool = BufferPool()
+    public let stats: WorkerStats
+    var accessLog: AccessLog?
+    private(set) var table: RouteTable = .empty
+    private(set) var backends: [BackendState] = []
+    private var listener: Listener?
+    private(set) var listenPort: UInt16 = 0
+    var listenPortText: [UInt8] = []
+
+    // Live client connections (slot map: O(1) insert and remove), for draining.
+    private var connections: [ClientConnection] = []
+    public private(set) var draining = false
+    private var drainDeadline: UInt64 = 0
+    var onStopped: (() -> Void)?
+
+    let headerTimer: TimerQueue
+    let bodyTimer: TimerQueue
+    let keepaliveTimer: TimerQueue
+    let sendTimer: TimerQueue
+    let connectTimer: TimerQueue
+    let upstreamTimer: TimerQueue
+    let upstreamIdleTimer: TimerQueue
+    /// How long a connection closed by the proxy keeps draining client bytes (lingering close).
+    let lingerTimer: TimerQueue
+
+    private var requestCounter: UInt64 = 0
+    private let requestIDSeed: UInt64
+    private var dateSecond: Int64 = 0
+    private(set) var date: [UInt8] = []
+
+    public init(id: Int, config: ProxyConfig) {
+        self.id = id
+        self.config = config
+        self.loop = EventLoop()
+        self.log = Log("worker-\(id)")
+        self.stats = WorkerStats()
+        headerTimer = loop.timerQueue(nanos: config.clientHeaderTimeout)
+        bodyTimer = loop.timerQueue(nanos: config.clientBodyTimeout)
+        keepaliveTimer = loop.timerQueue(nanos: config.keepaliveTimeout)
+        sendTimer = loop.timerQueue(nanos: config.sendTimeout)
+        connectTimer = loop.timerQueue(nanos: config.upstreamConnectTimeout)
+        upstreamTimer = loop.timerQueue(nanos: config.upstreamTimeout)
+        upstreamIdleTimer = loop.timerQueue(nanos: config.upstreamIdleTimeout)
+        lingerTimer = loop.timerQueue(nanos: 2_000_000_000)
+        requestIDSeed = portico_now_ns() &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(id) << 56
+        refreshDate()
+        loop.afterIteration = { [unowned self] in
+            self.accessLog?.flush()
+            if self.draining { self.checkDrained() }
+        }
+    }
+
+    /// Binds this worker's listener (SO_REUSEPORT, so each worker has its own accept queue).
+    public func bind(address: SocketAddress) throws -> SocketAddress {
+        let fd = try Socket.listen(address, reusePort: true)
+        let bound = Socket.localAddress(fd) ?? address
+        listenPort = bound.port
+        listenPortText = Array(String(bound.port).utf8)
+        let l = Listener(fd: fd, worker: self)
+        listener = l
+        loop.register(l, events: EPOLLIN.rawValue)
+        return bound
+    }
+
+    /// Runs the event loop on the calling thread until the worker has drained.
+    public func run() {
+        loop.run()
+        accessLog?.flush()
+        onStopped?()
+    }
+
+    // MARK: routes
+
+    /// Installs a new table (on this worker's thread). In-flight exchanges keep the backend state
+    /// they started with; idle connections to endpoints that disappeared are closed.
+    public func install(_ newTable: RouteTable) {
+        var old: [String: BackendState] = [:]
+        for b in backends { old[key(b.backend)] = b }
+        var fresh: [BackendState] = []
+        fresh.reserveCapacity(newTable.backends.count)
+        for (i, b) in newTable.backends.enumerated() {
+            let state = BackendState(backend: b, index: Int32(i), health: config.health,
+                                     seed: requestIDSeed &+ UInt64(i))
+            if let prev = old.removeValue(forKey: key(b)) {
+                state.picker.inherit(from: prev.picker)
+                // Move idle connections of endpoints that still exist.
+                for (ei, conns) in prev.idle.enumerated() where !conns.isEmpty {
+                    let addr = prev.backend.endpoints[ei].address
+                    if let ni = b.endpoints.firstIndex(where: { $0.address == addr }) {
+                        for c in conns { c.backendState = state; c.endpointIndex = ni }
+                        state.idle[ni].append(contentsOf: conns)
+                    } else {
+                        for c in conns { c.closeIdle() }
+                    }
+                }
+                prev.idle = []
+            }
+            fresh.append(state)
+        }
+        for (_, gone) in old { for conns in gone.idle { for c in conns { c.closeIdle() } }; gone.idle = [] }
+        table = newTable
+        backends = fresh
+        stats.configure(ingresses: newTable.ingresses, backends: newTable.backends.map { $0.label })
+    }
+
+    private func key(_ b: Backend) -> String { "\(b.label)|\(b.policy.rawValue)|\(b.affinity)" }
+
+    // MARK: connections
+
+    var atConnectionLimit: Bool {
+        config.maxConnections > 0 && connections.count >= config.maxConnections
+    }
+
+    func accepted(fd: Int32, peer: inout sockaddr_storage) {
+        if draining { Glibc.close(fd); return }
+        Socket.setNoDelay(fd)
+        let address = withUnsafeBytes(of: &peer) {
+            SocketAddress(storage: $0.baseAddress!, length: MemoryLayout<sockaddr_storage>.size)
+        }
+        let conn = ClientConnection(fd: fd, peer: address, worker: self)
+        conn.slot = connections.count
+        connections.append(conn)
+        stats.connectionOpened()
+        loop.register(conn)
+        conn.start()
+    }
+
+    func connectionClosed(_ conn: ClientConnection) {
+        let slot = conn.slot
+        guard slot >= 0, slot < connections.count, connections[slot] === conn else { return }
+        let last = connections.removeLast()
+        if slot < connections.count {
+            connections[slot] = last
+            last.slot = slot
+        }
+        conn.slot = -1
+        stats.connectionClosed()
+        listener?.connectionFreed()
+    }
+
+    func backendState(_ index: Int32) -> BackendState { backends[Int(index)] }
+
+    // MARK: shutdown
+
+    /// Stops accepting, closes idle connections, lets in-flight exchanges finish (their
+    /// connections close after the response), and stops the loop when none remain or the drain
+    /// timeout passes.
+    public func drain() {
+        guard !draining else { return }
+        draining = true
+        drainDeadline = loop.now &+ config.drainTimeout
+        if let l = listener { loop.close(l); listener = nil }
+        for c in connections where c.isIdle { c.close() }
+        for b in backends { for conns in b.idle { for c in conns { c.closeIdle() } }; b.idle = [] }
+        // A timer wakes the loop so the deadline is noticed even with no traffic.
+        let tick = loop.timerQueue(nanos: 100_000_000)
+        let ticker = DrainTicker(worker: self, queue: tick)
+        tick.arm(ticker)
+        checkDrained()
+    }
+
+    fileprivate func checkDrained() {
+        if connections.isEmpty {
+            loop.stop()
+        } else if loop.now >= drainDeadline {
+            log.warning("drain timeout: closing \(connections.count) connection(s)")
+            for c in connections { c.close() }
+            loop.stop()
+        }
+    }
+
+    // MARK: per-request helpers
+
+    /// The current IMF-fixdate, refreshed at most once a second.
+    func currentDate() -> [UInt8] {
+        let now = portico_wall_seconds()
+        if now != dateSecond { refreshDate(now) }
+        return date
+    }
+
+    private func refreshDate(_ now: Int64 = portico_wall_seconds()) {
+        dateSecond = now
+        date = HTTPDate.imfFixdate(epochSeconds: now)
+    }
+
+    /// A new request id: 32 hex digits, unique per worker and process start.
+    func nextRequestID(into buffer: Buffer) {
+        requestCounter &+= 1
+        buffer.appendHexFixed(requestIDSeed)
+        buffer.appendHexFixed(requestCounter &* 0xD6E8_FEB8_6659_FD93 ^ UInt64(id))
+    }
+}
+
+/// Wakes a draining loop every 100 ms.
+private final class DrainTicker: Channel {
+    unowned let worker: Worker
+    let queue: TimerQueue
+    init(worker: Worker, queue: TimerQueue) {
+        self.worker = worker
+        self.queue = queue
+        super.init(fd: -1)
+    }
+    override func handleTimeout() {
+        worker.checkDrained()
+        queue.arm(self)
+    }
+}
+
+extension Buffer {
+    /// Exactly 16 lowercase hex digits.
+    func appendHexFixed(_ v: UInt64) {
+        let hex: StaticString = "0123456789abcdef"
+        var shift: UInt64 = 60
+        while true {
+            append(byte: hex.utf8Start[Int((v >> shift) & 0xF)])
+            if shift == 0 { break }
+            shift -= 4
+        }
+    }
+}
