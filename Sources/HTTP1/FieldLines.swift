@@ -176,24 +176,25 @@ struct FieldSemantics {
 
     @usableFromInline init() {}
 
-    /// Reads every field; fails on malformed or conflicting Content-Length, a malformed
+    /// Reads every field (Content-Length and Transfer-Encoding only with `examineFraming`, Host
+    /// only for requests) and marks fields named by Connection options hop-by-hop; fails on malformed or conflicting Content-Length, a malformed
     /// Transfer-Encoding list (`.invalidHeaderValue`), or a second Host.
     @usableFromInline
-    mutating func gather(_ base: UnsafeRawPointer, _ fields: inout [HeaderField], isRequest: Bool) -> ParseFailure? {
+    mutating func gather(_ base: UnsafeRawPointer, _ fields: inout [HeaderField], isRequest: Bool, examineFraming: Bool = true) -> ParseFailure? {
         for f in fields {
             switch f.kind {
             case .host where isRequest:
                 hostCount &+= 1
                 if hostCount > 1 { return .multipleHost }
                 host = f.value
-            case .contentLength:
+            case .contentLength where examineFraming:
                 var list = ListScanner(base, f.value)
                 while let el = list.next() {
                     guard let v = FieldSemantics.parseContentLength(base, el) else { return .invalidContentLength }
                     if let cl = contentLength, cl != v { return .conflictingContentLength }
                     contentLength = v
                 }
-            case .transferEncoding:
+            case .transferEncoding where examineFraming:
                 transferEncoding = true
                 var list = ListScanner(base, f.value)
                 while let el = list.next() {
