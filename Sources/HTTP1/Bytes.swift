@@ -1,0 +1,119 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Byte classes from RFC 9110 §5.6 and RFC 3986, as bit masks over ASCII (no tables, no
+/// lazily-initialised globals on the hot path).
+@usableFromInline
+enum ByteClass {
+    // tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
+    @usableFromInline static let tcharLo: UInt64 = 0x03ff_6cfa_0000_0000
+    @usableFromInline static let tcharHi: UInt64 = 0x57ff_ffff_c7ff_fffe
+    // unreserved / sub-delims (RFC 3986 reg-name, without "%", which is checked as pct-encoded)
+    @usableFromInline static let regNameLo: UInt64 = 0x2bff_7fd2_0000_0000
+    @usableFromInline static let regNameHi: UInt64 = 0x47ff_fffe_87ff_fffe
+
+    @inline(__always) @usableFromInline
+    static func isTchar(_ b: UInt8) -> Bool {
+        if b < 64 { return (tcharLo >> UInt64(b)) & 1 != 0 }
+        if b < 128 { return (tcharHi >> UInt64(b &- 64)) & 1 != 0 }
+        return false
+    }
+
+    @inline(__always) @usableFromInline
+    static func isRegName(_ b: UInt8) -> Bool {
+        if b < 64 { return (regNameLo >> UInt64(b)) & 1 != 0 }
+        if b < 128 { return (regNameHi >> UInt64(b &- 64)) & 1 != 0 }
+        return false
+    }
+
+    /// field-vchar / SP / HTAB (RFC 9110 §5.5): everything but CTLs (except HTAB) and DEL.
+    @inline(__always) @usableFromInline
+    static func isFieldValueByte(_ b: UInt8) -> Bool {
+        return (b >= 0x20 && b != 0x7F) || b == 0x09
+    }
+
+    @inline(__always) @usableFromInline
+    static func isOWS(_ b: UInt8) -> Bool { return b == 0x20 || b == 0x09 }
+
+    @inline(__always) @usableFromInline
+    static func isDigit(_ b: UInt8) -> Bool { return b &- 0x30 < 10 }
+
+    /// Value of a hex digit, or nil.
+    @inline(__always) @usableFromInline
+    static func hexValue(_ b: UInt8) -> UInt8? {
+        if b &- 0x30 < 10 { return b &- 0x30 }
+        let l = b | 0x20
+        if l &- 0x61 < 6 { return l &- 0x61 &+ 10 }
+        return nil
+    }
+
+    @inline(__always) @usableFromInline
+    static func lower(_ b: UInt8) -> UInt8 {
+        return b &- 0x41 < 26 ? b | 0x20 : b
+    }
+}
+
+@inline(__always) @usableFromInline
+func loadByte(_ base: UnsafeRawPointer, _ i: Int) -> UInt8 {
+    return base.load(fromByteOffset: i, as: UInt8.self)
+}
+
+/// Byte helpers the proxy uses on the ranges the parsers produce.
+public enum Bytes {
+    /// True when `buf[range]` equals `lowercase` ignoring ASCII case. `lowercase` must be lowercase
+    /// ASCII; a range outside the buffer compares unequal.
+    @inlinable
+    public static func equalsIgnoringCase(_ buf: UnsafeRawBufferPointer, _ range: Range<Int>, _ lowercase: StaticString) -> Bool {
+        let n = lowercase.utf8CodeUnitCount
+        guard range.count == n, range.lowerBound >= 0, range.upperBound <= buf.count else { return false }
+        if n == 0 { return true }
+        guard let base = buf.baseAddress else { return false }
+        return equalsIgnoringCase(base, range.lowerBound, lowercase.utf8Start, n)
+    }
+
+    /// True when the two ranges of `buf` hold the same bytes ignoring ASCII case.
+    @inlinable
+    public static func equalsIgnoringCase(_ buf: UnsafeRawBufferPointer, _ a: Range<Int>, _ b: Range<Int>) -> Bool {
+        guard a.count == b.count, a.lowerBound >= 0, b.lowerBound >= 0,
+              a.upperBound <= buf.count, b.upperBound <= buf.count else { return false }
+        guard let base = buf.baseAddress else { return a.isEmpty }
+        return rangesEqualIgnoringCase(base, a.lowerBound, b.lowerBound, a.count)
+    }
+
+    /// The offset of the first `byte` in `buf[range]`, or nil.
+    @inlinable
+    public static func find(_ byte: UInt8, in buf: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int? {
+        guard let base = buf.baseAddress, range.lowerBound >= 0, range.upperBound <= buf.count, !range.isEmpty else { return nil }
+        return findByte(byte, base, range.lowerBound, range.upperBound)
+    }
+
+    @usableFromInline
+    static func findByte(_ byte: UInt8, _ base: UnsafeRawPointer, _ from: Int, _ to: Int) -> Int? {
+        guard from < to else { return nil }
+        guard let hit = memchr(base + from, Int32(byte), to - from) else { return nil }
+        return UnsafeRawPointer(hit) - base
+    }
+
+    @usableFromInline
+    static func equalsIgnoringCase(_ base: UnsafeRawPointer, _ at: Int, _ lower: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+        var i = 0
+        while i < n {
+            if ByteClass.lower(loadByte(base, at &+ i)) != lower[i] { return false }
+            i &+= 1
+        }
+        return true
+    }
+
+    @usableFromInline
+    static func rangesEqualIgnoringCase(_ base: UnsafeRawPointer, _ a: Int, _ b: Int, _ n: Int) -> Bool {
+        var i = 0
+        while i < n {
+            if ByteClass.lower(loadByte(base, a &+ i)) != ByteClass.lower(loadByte(base, b &+ i)) { return false }
+            i &+= 1
+        }
+        return true
+    }
+}
