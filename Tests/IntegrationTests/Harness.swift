@@ -458,8 +458,15 @@ enum Curl {
     static func run(_ args: [String], maxTime: TimeInterval = 15, stdin: FileHandle? = nil) throws -> CurlResult {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        p.arguments = ["-s", "-S", "--noproxy", "*", "--max-time", String(Int(maxTime)),
-                       "-w", "%{stderr}\nCURL_STATUS=%{http_code} CURL_CONNECTS=%{num_connects}\n"] + args
+        // curl keeps only the last -w: append our status report to the caller's format, if any.
+        let report = "%{stderr}\nCURL_STATUS=%{http_code} CURL_CONNECTS=%{num_connects}\n"
+        var args = args
+        if let i = args.firstIndex(of: "-w"), i + 1 < args.count {
+            args[i + 1] += report
+        } else {
+            args = ["-w", report] + args
+        }
+        p.arguments = ["-s", "-S", "--noproxy", "*", "--max-time", String(Int(maxTime))] + args
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
