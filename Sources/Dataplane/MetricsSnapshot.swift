@@ -71,6 +71,9 @@ public struct MetricsSnapshot: Sendable, Equatable {
         upstreamConnectionsReused &+= other.upstreamConnectionsReused
     }
 
+    /// The `Content-Type` of `prometheusText()`.
+    public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+
     /// Prometheus text exposition format 0.0.4 (`text/plain; version=0.0.4`).
     public func prometheusText() -> String {
         var w = PrometheusWriter()
