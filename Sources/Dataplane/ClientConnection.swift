@@ -853,13 +853,14 @@ final class ClientConnection: Channel {
         if let log = worker.accessLog {
             let upstreamName: String? = endpointIndex >= 0 ? backendState?.backend.endpoints[endpointIndex].name : nil
             let fields = logFields.readable
-            log.append(client: peer, method: UnsafeRawBufferPointer(rebasing: fields[logMethod]),
-                       host: UnsafeRawBufferPointer(rebasing: fields[logHost]),
-                       target: UnsafeRawBufferPointer(rebasing: fields[logTarget]),
-                       httpMinor: clientMinor, status: status, bytesSent: bytesOut,
-                       upstream: upstreamName, upstreamNanos: upstreamNanos,
-                       totalNanos: worker.loop.now &- startNanos,
-                       requestID: UnsafeRawBufferPointer(rebasing: fields[logRequestID]))
+let ms = portico_wall_millis()
+            log.append(AccessLogEntry(
+                epochSeconds: ms / 1000, milliseconds: Int(ms % 1000), client: peer,
+                method: UnsafeRawBufferPointer(rebasing: fields[logMethod]),
+                target: UnsafeRawBufferPointer(rebasing: fields[logTarget]), versionMinor: clientMinor,
+                host: UnsafeRawBufferPointer(rebasing: fields[logHost]), status: status, bytesSent: bytesOut,
+                upstream: upstreamName, upstreamNanos: upstreamNanos, totalNanos: worker.loop.now &- startNanos,
+                requestID: UnsafeRawBufferPointer(rebasing: fields[logRequestID])))
         }
     }
 
