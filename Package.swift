@@ -21,12 +21,13 @@ let package = Package(
         .target(name: "Reactor", dependencies: ["CSystem"], swiftSettings: swift5),
         .target(name: "HTTP1", swiftSettings: swift5),
         .target(name: "Dataplane", dependencies: ["Reactor", "HTTP1", "CSystem"], swiftSettings: swift5),
+        .target(name: "Server", dependencies: ["Reactor", "HTTP1", "CSystem"], swiftSettings: swift5),
         .target(name: "Objects", dependencies: ["Yams"], swiftSettings: swift5),
         .target(name: "RouteCompiler", dependencies: ["Objects", "Dataplane"], swiftSettings: swift5),
         .executableTarget(
             name: "portico",
             dependencies: [
-                "Reactor", "HTTP1", "Dataplane", "Objects", "RouteCompiler", "CSystem",
+                "Reactor", "HTTP1", "Dataplane", "Objects", "RouteCompiler", "CSystem", "Server",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swift5),

@@ -225,6 +225,9 @@ final class ClientConnection: Channel {
         keepAliveAfter = head.keepAlive && !worker.draining
         tableGeneration = worker.table.generation
         captureLogFields(bytes)
+        // The head stays at the front of the buffer until it is forwarded or answered; a bodiless
+        // request keeps it until the response starts, so a failed first try can be sent again.
+        retainedHead = head.headLength
 
         // Body framing and its limit.
         reqForwardable = 0
@@ -272,12 +275,6 @@ final class ClientConnection: Channel {
             }
         }
 
-        if reqBodyDone {
-            // Keep the head so a failed first try can be sent again.
-            retainedHead = head.headLength
-        } else {
-            retainedHead = 0
-        }
         attempt()
     }
 
@@ -497,9 +494,10 @@ final class ClientConnection: Channel {
             o.append("\r\n")
         }
         o.append("\r\n")
-        if retainedHead == 0 {
-            // The head is not needed again (the request has a body, so it is never retried).
-            inBuf!.consume(head.headLength)
+        if !reqBodyDone {
+            // A request with a body is never retried, so its head is not needed again.
+            inBuf!.consume(retainedHead)
+            retainedHead = 0
             accountRequestBody()
         }
     }
@@ -853,13 +851,14 @@ final class ClientConnection: Channel {
         if let log = worker.accessLog {
             let upstreamName: String? = endpointIndex >= 0 ? backendState?.backend.endpoints[endpointIndex].name : nil
             let fields = logFields.readable
-            log.append(client: peer, method: UnsafeRawBufferPointer(rebasing: fields[logMethod]),
-                       host: UnsafeRawBufferPointer(rebasing: fields[logHost]),
-                       target: UnsafeRawBufferPointer(rebasing: fields[logTarget]),
-                       httpMinor: clientMinor, status: status, bytesSent: bytesOut,
-                       upstream: upstreamName, upstreamNanos: upstreamNanos,
-                       totalNanos: worker.loop.now &- startNanos,
-                       requestID: UnsafeRawBufferPointer(rebasing: fields[logRequestID]))
+let ms = portico_wall_millis()
+            log.append(AccessLogEntry(
+                epochSeconds: ms / 1000, milliseconds: Int(ms % 1000), client: peer,
+                method: UnsafeRawBufferPointer(rebasing: fields[logMethod]),
+                target: UnsafeRawBufferPointer(rebasing: fields[logTarget]), versionMinor: clientMinor,
+                host: UnsafeRawBufferPointer(rebasing: fields[logHost]), status: status, bytesSent: bytesOut,
+                upstream: upstreamName, upstreamNanos: upstreamNanos, totalNanos: worker.loop.now &- startNanos,
+                requestID: UnsafeRawBufferPointer(rebasing: fields[logRequestID])))
         }
     }
 
@@ -899,10 +898,10 @@ final class ClientConnection: Channel {
         }
         if retainedHead > 0, let buf = inBuf { buf.consume(retainedHead); retainedHead = 0 }
         if !reqBodyDone || close { keepAliveAfter = false }
+        bytesOut = UInt64(out.readableCount)
         record(status: code)
         cancelTimer()
         state = .responding
-        bytesOut = UInt64(out.readableCount)
     }
 
     /// Writes `out`; true when all of it went.

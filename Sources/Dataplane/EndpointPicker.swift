@@ -25,6 +25,7 @@ public final class EndpointPicker {
     @usableFromInline let ejectedUntil: UnsafeMutableBufferPointer<UInt64>
     @usableFromInline let timesEjected: UnsafeMutableBufferPointer<UInt64>
     @usableFromInline let ring: HashRing?
+    @usableFromInline let policy: BalancePolicy
     @usableFromInline var rng: UInt64
     public private(set) var ejectionsTotal: UInt64 = 0
 
@@ -44,6 +45,7 @@ public final class EndpointPicker {
         failures.initialize(repeating: 0)
         ejectedUntil.initialize(repeating: 0)
         timesEjected.initialize(repeating: 0)
+        policy = backend.policy
         ring = (backend.affinity != .none && n > 0) ? HashRing(endpoints: backend.endpoints) : nil
         // splitmix64 must not start at a state that makes the sequence trivially shared between
         // workers with nearby seeds; mixing the seed once is enough.
@@ -83,7 +85,7 @@ public final class EndpointPicker {
         if let ring = ring, let key = hashKey {
             return pickRing(ring, key: key, now: now, excluding: excluding)
         }
-        switch backend.policy {
+        switch policy {
         case .roundRobin: return pickRoundRobin(now: now, excluding: excluding)
         case .leastRequest: return pickLeastRequest(now: now, excluding: excluding)
         }

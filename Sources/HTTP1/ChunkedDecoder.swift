@@ -74,7 +74,7 @@ public struct ChunkedDecoder {
             i &+= 1
             switch state {
             case .sizeStart:
-                guard let h = ByteClass.hexValue(b) else { return fail(.invalidChunkSize) }
+                guard let h = ByteClass.hexValue(b) else { return fail(b == LF || b == CR ? .invalidChunkFraming : .invalidChunkSize) }
                 size = UInt64(h)
                 digits = 1
                 state = .size
@@ -92,6 +92,8 @@ public struct ChunkedDecoder {
                 } else if ByteClass.isOWS(b) {
                     extLength = 1
                     state = .extWS
+                } else if b == LF {
+                    return fail(.invalidChunkFraming)
                 } else {
                     return fail(.invalidChunkSize)
                 }

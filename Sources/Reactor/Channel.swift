@@ -10,7 +10,7 @@ open class Channel {
 
     // Intrusive timer links (see TimerQueue): one pending deadline per channel.
     var timerDeadline: UInt64 = 0
-    unowned(unsafe) var timerQueue: TimerQueue? = nil
+    public internal(set) unowned(unsafe) var timerQueue: TimerQueue? = nil
     var timerNext: Channel? = nil
     unowned(unsafe) var timerPrev: Channel? = nil
 

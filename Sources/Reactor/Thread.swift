@@ -41,6 +41,13 @@ public final class Latch {
         pthread_mutex_unlock(&mutex)
     }
 
+    /// True once the count has reached zero (does not block).
+    public var isDone: Bool {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return count <= 0
+    }
+
     public func wait() {
         pthread_mutex_lock(&mutex)
         while count > 0 { pthread_cond_wait(&cond, &mutex) }

@@ -38,6 +38,12 @@ static inline uint64_t portico_now_ns(void) {
 }
 
 /// Wall clock seconds since the epoch (for Date headers and logs).
+static inline int64_t portico_wall_millis(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static inline int64_t portico_wall_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -1,0 +1,173 @@
+import ArgumentParser
+import CSystem
+import Dataplane
+import Objects
+import Reactor
+import RouteCompiler
+import Server
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `portico serve`: load Kubernetes manifests and proxy HTTP according to their Ingresses.
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve Ingress routes from Kubernetes manifests.",
+        discussion: """
+        Reads Ingress, Service, Endpoints and EndpointSlice objects from the files and folders
+        given with -f, and proxies HTTP/1.1 to the endpoints. A change to any of those files, or
+        SIGHUP, reloads them; an invalid change is reported and the previous routes keep serving.
+        SIGTERM or SIGINT stops accepting, finishes in-flight requests, and exits.
+        """)
+
+    @Option(name: .customShort("f"), help: "A manifest file or folder (repeatable).")
+    var file: [String] = []
+
+    @Option(help: "Address of the HTTP listener.")
+    var http: String = "0.0.0.0:8080"
+
+    @Option(help: "Address of the admin listener (/healthz, /readyz, /metrics, /routes).")
+    var admin: String = "127.0.0.1:9901"
+
+    @Option(help: "Worker threads (event loops); default: one per core.")
+    var workers: Int?
+
+    @Option(name: .customLong("ingress-class"), help: "Serve Ingresses of this class (and those with none).")
+    var ingressClass: String = "portico"
+
+    @Option(name: .customLong("access-log"), help: "Access log: a file path, 'stdout', or 'off'.")
+    var accessLog: String = "stdout"
+
+    @Option(name: .customLong("access-log-format"), help: "Access log format: text or json.")
+    var accessLogFormat: String = "text"
+
+    @Option(name: .customLong("client-header-timeout"), help: "Time allowed to send a request head.")
+    var clientHeaderTimeout: Duration = Duration(argument: "60s")!
+
+    @Option(name: .customLong("client-body-timeout"), help: "Time allowed between two reads of a request body.")
+    var clientBodyTimeout: Duration = Duration(argument: "60s")!
+
+    @Option(name: .customLong("keepalive-timeout"), help: "How long an idle client connection is kept.")
+    var keepaliveTimeout: Duration = Duration(argument: "75s")!
+
+    @Option(name: .customLong("send-timeout"), help: "How long a client may stop reading a response.")
+    var sendTimeout: Duration = Duration(argument: "60s")!
+
+    @Option(name: .customLong("upstream-connect-timeout"), help: "Time allowed to connect to an endpoint.")
+    var upstreamConnectTimeout: Duration = Duration(argument: "5s")!
+
+    @Option(name: .customLong("upstream-timeout"), help: "Time allowed for the response head, and between reads of its body.")
+    var upstreamTimeout: Duration = Duration(argument: "60s")!
+
+    @Option(name: .customLong("upstream-idle-timeout"), help: "How long an idle upstream keep-alive connection is kept.")
+    var upstreamIdleTimeout: Duration = Duration(argument: "60s")!
+
+    @Option(name: .customLong("upstream-keepalive"), help: "Idle keep-alive connections kept per endpoint and worker.")
+    var upstreamKeepalive: Int = 32
+
+    @Option(name: .customLong("drain-timeout"), help: "On SIGTERM, how long in-flight requests may take to finish.")
+    var drainTimeout: Duration = Duration(argument: "10s")!
+
+    @Option(name: .customLong("max-body-size"), help: "Largest request body (0 = unlimited), e.g. 10m, 1g.")
+    var maxBodySize: ByteSize = ByteSize(argument: "1g")!
+
+    @Option(name: .customLong("max-connections"), help: "Client connections per worker (0 = unlimited).")
+    var maxConnections: Int = 0
+
+    @Option(help: "Tries per request: the first plus retries on another endpoint (idempotent, bodiless requests that failed before any response byte).")
+    var tries: Int = 2
+
+    @Option(name: .customLong("eject-after"), help: "Consecutive failures (connect errors, 5xx) that eject an endpoint; 0 disables.")
+    var ejectAfter: Int = 3
+
+    @Option(name: .customLong("eject-time"), help: "First ejection period (doubles with each ejection, up to 5m).")
+    var ejectTime: Duration = Duration(argument: "10s")!
+
+    @Option(name: .customLong("log-level"), help: "debug, info, warn or error.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        if file.isEmpty { throw ValidationError("at least one -f PATH is required") }
+        if SocketAddress(parsing: http) == nil { throw ValidationError("--http: '\(http)' is not an IP:PORT address") }
+        if SocketAddress(parsing: admin) == nil { throw ValidationError("--admin: '\(admin)' is not an IP:PORT address") }
+        if let w = workers, w < 1 || w > 256 { throw ValidationError("--workers must be between 1 and 256") }
+        if !["text", "json"].contains(accessLogFormat) { throw ValidationError("--access-log-format must be text or json") }
+        if tries < 1 || tries > 10 { throw ValidationError("--tries must be between 1 and 10") }
+        if !["debug", "info", "warn", "error"].contains(logLevel) { throw ValidationError("--log-level must be debug, info, warn or error") }
+    }
+
+    func run() throws {
+        Log.minimumLevel = ["debug": .debug, "info": .info, "warn": .warning, "error": .error][logLevel] ?? .info
+        let log = Log("serve")
+        var config = ProxyConfig(httpAddress: SocketAddress(parsing: http)!)
+        config.workers = workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        config.clientHeaderTimeout = clientHeaderTimeout.nanos
+        config.clientBodyTimeout = clientBodyTimeout.nanos
+        config.keepaliveTimeout = keepaliveTimeout.nanos
+        config.sendTimeout = sendTimeout.nanos
+        config.upstreamConnectTimeout = upstreamConnectTimeout.nanos
+        config.upstreamTimeout = upstreamTimeout.nanos
+        config.upstreamIdleTimeout = upstreamIdleTimeout.nanos
+        config.upstreamKeepalive = upstreamKeepalive
+        config.drainTimeout = drainTimeout.nanos
+        config.maxBodySize = maxBodySize.bytes
+        config.maxConnections = maxConnections
+        config.tries = tries
+        config.health.consecutiveFailures = ejectAfter
+        config.health.baseEjectionNanos = ejectTime.nanos
+
+        // Signals are read from a signalfd on the main loop: block them before any thread starts.
+        signal(SIGPIPE, SIG_IGN)
+        var mask = sigset_t()
+        let signals: [Int32] = [SIGTERM, SIGINT, SIGHUP]
+        _ = portico_block_signals(signals, Int32(signals.count), &mask)
+
+        let source = ManifestSource(paths: file, ingressClass: ingressClass)
+        let initial: RouteTable
+        switch source.compile(generation: 1) {
+        case .success(let table): initial = table
+        case .failure(let problems):
+            for p in problems { log.error(p) }
+            throw ExitCode(1)
+        }
+
+        let logFD: Int32?
+        switch accessLog {
+        case "off": logFD = nil
+        case "stdout": logFD = 1
+        default:
+            let fd = open(accessLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw ValidationError("--access-log: cannot open '\(accessLog)': \(String(cString: strerror(errno)))") }
+            logFD = fd
+        }
+        let format = AccessLogFormat(rawValue: accessLogFormat) ?? .text
+
+        let proxy: ProxyServer
+        do {
+            proxy = try ProxyServer(config: config, table: initial) { _ in
+                logFD.map { AccessLog(fd: $0, format: format) }
+            }
+        } catch {
+            log.error("cannot listen on \(http): \(error)")
+            throw ExitCode(1)
+        }
+
+        let loop = EventLoop()
+        let control = ControlLoop(loop: loop, proxy: proxy, source: source, signalMask: mask)
+        let adminServer: HTTPServer
+        do {
+            adminServer = try HTTPServer(loop: loop, address: SocketAddress(parsing: admin)!, name: "admin") { request in
+                control.admin(request)
+            }
+        } catch {
+            log.error("cannot listen on \(admin) (admin): \(error)")
+            throw ExitCode(1)
+        }
+        control.watch()
+        proxy.start()
+        log.info("listening http=\(proxy.boundAddress) admin=\(adminServer.boundAddress) workers=\(config.workers) routes=\(initial.ingresses.count) ingress(es), \(initial.backends.count) backend(s)")
+        loop.run()
+        proxy.wait()
+        log.info("stopped")
+    }
+}

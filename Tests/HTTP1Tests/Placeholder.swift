@@ -1,2 +1,0 @@
-import XCTest
-final class PlaceholderHTTP1Tests: XCTestCase { func testBuilds() {} }
