@@ -50,7 +50,7 @@ final class BodyTests: XCTestCase {
         let st = try Self.shared.get()
         let c = try RawClient(port: st.server.httpPort)
         try c.send("POST /raw HTTP/1.1\r\nHost: body.test\r\nTransfer-Encoding: chunked\r\n\r\n"
-            + "5\r\nhello\r\n1;ext=1\r\n,\r\nA\r\n 0123456789\r\n0\r\nX-Trailer: t\r\n\r\n")
+            + "5\r\nhello\r\n1;ext=1\r\n,\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n")
         let r = try c.readResponse()
         XCTAssertEqual(r.status, 200, r.bodyText)
         XCTAssertEqual(try EchoReply(r.body).bodyLength, 16)

@@ -114,9 +114,14 @@ final class ManagedProcess {
     var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
     var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
 
-    /// The last lines of stderr, for failure messages.
+    /// The last lines of stderr, for failure messages; after a crash, the start of the crash report.
     func stderrTail(_ lines: Int = 15) -> String {
-        stderr.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
+        let all = stderr.split(separator: "\n", omittingEmptySubsequences: false)
+        if let crash = all.firstIndex(where: { $0.contains("Fatal error") || $0.contains("Crash") || $0.contains("💣") }) {
+            let from = max(all.startIndex, crash - 3)
+            return all[from..<min(all.endIndex, crash + 40)].joined(separator: "\n")
+        }
+        return all.suffix(lines).joined(separator: "\n")
     }
 
     /// Waits for a stderr line matching `pattern` (a regular expression) and returns its capture groups.
