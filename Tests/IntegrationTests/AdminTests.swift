@@ -96,6 +96,34 @@ final class AdminTests: XCTestCase {
         XCTAssertEqual(status, 0, "exit 0 after draining; stderr:\n\(server.process.stderrTail())")
     }
 
+    func testAccessLogHasOneLinePerRequest() throws {
+        for format in ["text", "json"] {
+            let fx = try Fixture()
+            defer { fx.stop() }
+            let echo = try fx.echo("log")
+            let m = try fx.dir.write("log.yaml", Manifest.join([
+                Manifest.service("svc-log", endpoints: [echo.address]),
+                Manifest.ingress("log", rules: [.init(host: nil, [.init("/", "Prefix", "svc-log")])]),
+            ]))
+            let logPath = fx.dir.file("access-\(format).log")
+            let server = try fx.serve([m], ["--access-log", logPath, "--access-log-format", format])
+            let id = "it-\(format)-\(UInt32.random(in: 0...UInt32.max))"
+            XCTAssertEqual(try Curl.request(server.base + "/logged", host: "log.test",
+                                            headers: ["X-Request-Id: \(id)"]).status, 200)
+            let read = { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+            // The log is buffered: give it a moment, and at the latest it is flushed on exit.
+            if !waitUntil(timeout: 3, { read().contains(id) }) { server.stop() }
+            let lines = read().split(separator: "\n").filter { $0.contains(id) }
+            XCTAssertEqual(lines.count, 1, "\(format): one line for the request: \(read().suffix(500))")
+            guard let line = lines.first else { continue }
+            XCTAssertTrue(line.contains("/logged"), "\(format): the path: \(line)")
+            XCTAssertTrue(line.contains("200"), "\(format): the status: \(line)")
+            if format == "json" {
+                XCTAssertNotNil(try? JSONSerialization.jsonObject(with: Data(line.utf8)), "a JSON object per line: \(line)")
+            }
+        }
+    }
+
     func testSigintExitsZero() throws {
         let fx = try Fixture()
         defer { fx.stop() }

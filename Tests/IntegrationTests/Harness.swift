@@ -541,7 +541,8 @@ struct EchoReply {
 /// Builders for the Kubernetes YAML the tests feed to `portico serve`.
 enum Manifest {
     /// A selector-less Service with one port named `http` (80) and its Endpoints, one subset per address.
-    static func service(_ name: String, endpoints: [String], namespace: String = "default") -> String {
+    static func service(_ name: String, endpoints: [String], namespace: String = "default",
+                        clientIPAffinity: Bool = false) -> String {
         var s = """
         apiVersion: v1
         kind: Service
@@ -549,7 +550,7 @@ enum Manifest {
           name: \(name)
           namespace: \(namespace)
         spec:
-          ports:
+        \(clientIPAffinity ? "  sessionAffinity: ClientIP\n" : "")  ports:
             - name: http
               port: 80
               protocol: TCP
@@ -579,6 +580,47 @@ enum Manifest {
             }
         }
         return s
+    }
+
+    /// A selector-less Service whose endpoints come from a discovery.k8s.io/v1 EndpointSlice
+    /// (one slice per port, since a slice has a single port list for all its endpoints).
+    static func serviceWithSlices(_ name: String, endpoints: [String], namespace: String = "default") -> String {
+        var docs = ["""
+        apiVersion: v1
+        kind: Service
+        metadata:
+          name: \(name)
+          namespace: \(namespace)
+        spec:
+          ports:
+            - name: http
+              port: 80
+
+        """]
+        for (i, ep) in endpoints.enumerated() {
+            let parts = ep.split(separator: ":")
+            docs.append("""
+            apiVersion: discovery.k8s.io/v1
+            kind: EndpointSlice
+            metadata:
+              name: \(name)-\(i)
+              namespace: \(namespace)
+              labels:
+                kubernetes.io/service-name: \(name)
+            addressType: IPv4
+            ports:
+              - name: http
+                port: \(parts[1])
+                protocol: TCP
+            endpoints:
+              - addresses:
+                  - \(parts[0])
+                conditions:
+                  ready: true
+
+            """)
+        }
+        return join(docs)
     }
 
     struct Path {

@@ -16,7 +16,12 @@ final class RoutingTests: XCTestCase {
     static let shared = SharedFixture<State> { fx in
         for n in ["a", "b", "c", "d", "e"] { try fx.echo(n) }
         func svc(_ n: String) throws -> String { Manifest.service("svc-\(n)", endpoints: [try fx.echo(n).address]) }
-        let services = Manifest.join(try ["a", "b", "c", "d", "e"].map(svc))
+        let (a, b) = (try fx.echo("a").address, try fx.echo("b").address)
+        let services = Manifest.join(try ["a", "b", "c", "d", "e"].map(svc) + [
+            Manifest.serviceWithSlices("svc-slice", endpoints: [try fx.echo("d").address]),
+            Manifest.service("svc-rr", endpoints: [a, b]),
+            Manifest.service("svc-sticky", endpoints: [a, b], clientIPAffinity: true),
+        ])
         let site = Manifest.ingress("site", rules: [
             .init(host: "foo.test", [
                 .init("/", "Prefix", "svc-a"),
@@ -30,6 +35,9 @@ final class RoutingTests: XCTestCase {
             .init(host: "exact.wild.test", [.init("/", "Prefix", "svc-a")]),
             .init(host: "*.wild.test", [.init("/", "Prefix", "svc-d")]),
             .init(host: "named.test", [.init("/", "Prefix", "svc-b", portName: "http")]),
+            .init(host: "slice.test", [.init("/", "Prefix", "svc-slice")]),
+            .init(host: "rr.test", [.init("/", "Prefix", "svc-rr")]),
+            .init(host: "sticky.test", [.init("/", "Prefix", "svc-sticky")]),
         ])
         // No ingressClassName: served too, and its rules merge with "site" for the same host.
         let merged = Manifest.ingress("merged", className: nil, rules: [
@@ -137,6 +145,34 @@ final class RoutingTests: XCTestCase {
 
     func testBackendPortByName() throws {
         try assertRoute("named.test", "/", "b", "service port referenced by name")
+    }
+
+    func testEndpointSliceEndpoints() throws {
+        try assertRoute("slice.test", "/", "d", "a selector-less Service with a discovery.k8s.io/v1 EndpointSlice")
+    }
+
+    /// Names of the backends answering `count` GETs sent on one keep-alive connection.
+    private func backends(host: String, count: Int) throws -> [String] {
+        let st = try Self.shared.get()
+        let c = try RawClient(port: st.plain.httpPort)
+        return try (0..<count).map { _ in
+            try c.send("GET / HTTP/1.1\r\nHost: \(host)\r\n\r\n")
+            return try EchoReply(try c.readResponse().body).name
+        }
+    }
+
+    func testRoundRobinOverTwoEndpoints() throws {
+        let names = try backends(host: "rr.test", count: 10)
+        let a = names.filter { $0 == "a" }.count, b = names.filter { $0 == "b" }.count
+        XCTAssertEqual(a + b, 10, "\(names)")
+        XCTAssertTrue((4...6).contains(a), "equal weights share the load: \(names)")
+    }
+
+    func testClientIPAffinityPinsOneEndpoint() throws {
+        let names = try backends(host: "sticky.test", count: 10)
+        XCTAssertEqual(Set(names).count, 1, "sessionAffinity: ClientIP sends one client to one endpoint: \(names)")
+        // A new connection from the same IP lands on the same endpoint.
+        XCTAssertEqual(try backends(host: "sticky.test", count: 1), [names[0]])
     }
 
     func testRulesOfSeveralIngressesMerge() throws {
