@@ -59,10 +59,16 @@ final class ReloadTests: XCTestCase {
         let load = LoadLoop(port: server.httpPort, request: "GET /load HTTP/1.1\r\nHost: reload.test\r\n\r\n")
         load.start()
         Thread.sleep(forTimeInterval: 1)
-        try writeAtomically(ing, ingress(withNewRule: true))
-        server.process.signal(SIGHUP)
-        let switched = waitUntil(timeout: 10) { backend(server, "/new") == "b" }
-        Thread.sleep(forTimeInterval: 2)
+        // Three swaps (add the rule, take it out, add it again), each changing the set of
+        // backends, each waited for: connections that began under one table end under another.
+        var switched = true
+        for (withNew, expected) in [(true, "b"), (false, "a"), (true, "b")] {
+            try writeAtomically(ing, ingress(withNewRule: withNew))
+            server.process.signal(SIGHUP)
+            switched = switched && waitUntil(timeout: 10) { backend(server, "/new") == expected }
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        Thread.sleep(forTimeInterval: 1)
         let (ok, failed, first) = load.stop()
         XCTAssertTrue(server.process.isRunning, "proxy alive after the reload; stderr:\n\(server.process.stderrTail())")
         XCTAssertTrue(switched, "the new rule answers after SIGHUP; stderr:\n\(server.process.stderrTail())")
