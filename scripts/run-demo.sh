@@ -26,12 +26,18 @@ for i in 1 2 3; do
   pids+=($!)
 done
 
+# A backend that cannot bind (port taken) exits at once: say so rather than demo a broken route.
+sleep 0.3
+for p in "${pids[@]}"; do
+  kill -0 "$p" 2>/dev/null || { echo "an echo backend failed to start (is 127.0.0.1:9101-9103 in use?)" >&2; exit 1; }
+done
+
 URL="http://$HTTP"
 cat <<MSG
 
 Portico demo: proxy on $URL, admin on http://$ADMIN. Try:
 
-  curl -H 'Host: demo.localhost' $URL/                 # echo-1 and echo-2 in turn
+  curl -H 'Host: demo.localhost' $URL/ $URL/          # one connection: echo-1 then echo-2
   curl -H 'Host: api.localhost' $URL/v1/users          # Prefix /v1  -> echo-1
   curl -H 'Host: api.localhost' $URL/v2                # Exact  /v2  -> echo-3
   curl -H 'Host: api.localhost' $URL/v2/x              # no rule     -> defaultBackend (echo-3)
