@@ -37,7 +37,7 @@ cat <<MSG
 
 Portico demo: proxy on $URL, admin on http://$ADMIN. Try:
 
-  curl -H 'Host: demo.localhost' $URL/ $URL/          # one connection: echo-1 then echo-2
+  curl -H 'Host: demo.localhost' $URL/ $URL/          # one connection: echo-1 and echo-2
   curl -H 'Host: api.localhost' $URL/v1/users          # Prefix /v1  -> echo-1
   curl -H 'Host: api.localhost' $URL/v2                # Exact  /v2  -> echo-3
   curl -H 'Host: api.localhost' $URL/v2/x              # no rule     -> defaultBackend (echo-3)
