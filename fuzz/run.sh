@@ -8,7 +8,7 @@ SECONDS_TO_RUN="${1:-30}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 mkdir -p "$HERE/out/corpus"
-swiftc -sanitize=fuzzer,address -parse-as-library -O -use-ld=lld \
+swiftc -sanitize=fuzzer,address -parse-as-library -O -wmo -use-ld=lld \
     -module-name HTTP1Fuzz \
     "$ROOT"/Sources/HTTP1/*.swift "$HERE/RequestParserFuzz.swift" \
     -o "$HERE/out/request-parser"

@@ -9,7 +9,7 @@
 /// After a 1xx head the caller calls `reset()` and parses the next head (from the byte after
 /// `headLength`). Framing follows RFC 9112 §6.3 in order: a response to HEAD, a 1xx, 204 or 304,
 /// and a 2xx to CONNECT have no body (`.none`, Content-Length and Transfer-Encoding are not
-/// examined); then Transfer-Encoding with Content-Length is refused; chunked as the final coding
+/// examined); then Transfer-Encoding with Content-Length, or in an HTTP/1.0 response, is refused; chunked as the final coding
 /// gives `.chunked` (chunked twice or with parameters is refused); any other Transfer-Encoding
 /// gives `.untilClose`; then Content-Length (identical repeats allowed); else `.untilClose`.
 public struct ResponseParser {
@@ -133,7 +133,8 @@ public struct ResponseParser {
         } else {
             if sem.gather(base, &head.fields, isRequest: false) != nil { return .invalidResponse }
             if sem.transferEncoding {
-                if sem.contentLength != nil { return .invalidResponse }
+                // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
+                if sem.contentLength != nil || head.versionMinor == 0 { return .invalidResponse }
                 if sem.chunkedCount > 1 || sem.chunkedWithParameters { return .invalidResponse }
                 head.framing = sem.lastIsChunked ? .chunked : .untilClose
             } else if let cl = sem.contentLength {
