@@ -42,6 +42,25 @@ func checkRequest(_ o: RequestOutcome, _ h: RequestHead, count: Int) {
         check(!f.name.isEmpty, "field name not empty")
     }
     if h.framing == .chunked { check(h.versionMinor == 1, "chunked only in 1.1") }
+    var hosts = 0, cls = 0, tes = 0
+    for f in h.fields {
+        switch f.kind {
+        case .host: hosts += 1
+        case .contentLength: cls += 1; check(!f.hopByHop, "Content-Length never hop-by-hop")
+        case .transferEncoding: tes += 1
+        default: break
+        }
+        if f.kind == .host { check(!f.hopByHop, "Host never hop-by-hop") }
+    }
+    check(hosts <= 1, "at most one Host")
+    check(!(cls > 0 && tes > 0), "never both Content-Length and Transfer-Encoding")
+    switch h.framing {
+    case .chunked: check(tes > 0, "chunked needs Transfer-Encoding")
+    case .contentLength: check(cls > 0, "length needs Content-Length")
+    case .none: check(cls == 0 && tes == 0, "no framing fields for .none")
+    case .untilClose: check(false, "requests are never until-close")
+    }
+    if h.versionMinor == 1 { check(h.host != nil, "1.1 has a host") }
 }
 
 func fuzzRequest(_ buf: UnsafeRawBufferPointer, split: Int) {
