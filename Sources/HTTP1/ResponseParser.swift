@@ -16,10 +16,10 @@ public struct ResponseParser {
     public var maxHeadBytes: Int
     public var maxFields: Int
 
-    @usableFromInline var phase: UInt8 = 0  // 0 start, 1 status line, 2 fields, 3 done
-    @usableFromInline var lineStart = 0
-    @usableFromInline var scanPos = 0
-    @usableFromInline var result: ParseStatus = .incomplete
+    var phase: UInt8 = 0  // 0 start, 1 status line, 2 fields, 3 done
+    var lineStart = 0
+    var scanPos = 0
+    var result: ParseStatus = .incomplete
 
     public init(maxHeadBytes: Int = 65536, maxFields: Int = 100) {
         self.maxHeadBytes = maxHeadBytes
@@ -81,7 +81,7 @@ public struct ResponseParser {
         }
     }
 
-    @inline(__always) @usableFromInline
+    @inline(__always)
     mutating func fail(_ f: ParseFailure) -> ParseStatus {
         phase = 3
         result = .failed(f)
@@ -89,7 +89,6 @@ public struct ResponseParser {
     }
 
     /// HTTP-version SP 3DIGIT SP [ reason-phrase ]; the SP before an empty reason may be missing.
-    @usableFromInline
     func parseStatusLine(_ base: UnsafeRawPointer, _ ls: Int, _ le: Int, _ head: inout ResponseHead) -> ParseFailure? {
         let n = le &- ls
         guard n >= 12 else { return .invalidStatusLine }
@@ -120,7 +119,6 @@ public struct ResponseParser {
         return nil
     }
 
-    @usableFromInline
     func finish(_ base: UnsafeRawPointer, _ method: HTTPMethod, _ head: inout ResponseHead) -> ParseFailure? {
         var sem = FieldSemantics()
         let status = head.status
