@@ -101,10 +101,20 @@ func fuzzRequest(_ buf: UnsafeRawBufferPointer, split: Int) {
     }
 }
 
-func fuzzResponse(_ buf: UnsafeRawBufferPointer, method: HTTPMethod) {
+func fuzzResponse(_ buf: UnsafeRawBufferPointer, method: HTTPMethod, split: Int) {
     var p = ResponseParser(maxHeadBytes: 2048, maxFields: 32)
     var h = ResponseHead()
     let st = p.parse(buf, requestMethod: method, into: &h)
+    // Split in two: same status, head length and framing as whole.
+    var p2 = ResponseParser(maxHeadBytes: 2048, maxFields: 32)
+    var h2 = ResponseHead()
+    var st2 = p2.parse(UnsafeRawBufferPointer(rebasing: buf[0..<split]), requestMethod: method, into: &h2)
+    if st2 == .incomplete { st2 = p2.parse(buf, requestMethod: method, into: &h2) }
+    check(st2 == st, "split response status equals whole")
+    if st == .complete {
+        check(h2.headLength == h.headLength && h2.framing == h.framing && h2.fields == h.fields
+              && h2.keepAlive == h.keepAlive && h2.status == h.status, "split response head equals whole")
+    }
     guard st == .complete else { return }
     check(h.headLength > 0 && h.headLength <= buf.count, "response headLength <= count")
     check(h.status >= 100 && h.status <= 599, "status range")
@@ -155,7 +165,7 @@ public func LLVMFuzzerTestOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) ->
     let split = size == 0 ? 0 : Int(hash % UInt(size + 1))
     fuzzRequest(buf, split: split)
     let methods: [HTTPMethod] = [.get, .head, .post, .connect]
-    fuzzResponse(buf, method: methods[Int(hash % 4)])
+    fuzzResponse(buf, method: methods[Int(hash % 4)], split: split)
     fuzzChunked(buf, split: split)
     return 0
 }

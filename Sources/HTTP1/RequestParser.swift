@@ -273,7 +273,8 @@ public struct RequestParser {
         }
         head.keepAlive = head.versionMinor == 1 ? !sem.close : (sem.keepAlive && !sem.close)
         head.upgrade = sem.connectionUpgrade && sem.upgradeField
-        head.expectContinue = sem.expectContinue
+        // RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored.
+        head.expectContinue = sem.expectContinue && head.versionMinor == 1
         return nil
     }
 }
