@@ -122,11 +122,12 @@ public enum ManifestLoader {
         var result = ManifestLoadResult()
         var document = 0
         do {
-            let documents = try Yams.compose_all(yaml: text)
-            for node in documents {
+            var documents = try Yams.compose_all(yaml: text)
+            while let node = documents.next() {
                 document += 1
                 loadDocument(node, file: file, document: document, into: &result)
             }
+            if let error = documents.error { throw error }
         } catch {
             result.problems.append(yamlProblem(error, file: file, document: document + 1))
         }
