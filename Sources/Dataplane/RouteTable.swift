@@ -126,7 +126,7 @@ public final class RouteTable: @unchecked Sendable {
         var exact = ByteKeyMap<Int32>()
         var wildcard = ByteKeyMap<Int32>()
         var sets: [RouterPathRules] = []
-        var anyHost = RouterPathRules()
+        let anyHost = RouterPathRules()
         var kept: [RouteRule] = []
         var shadowed: [RouteRule] = []
 
