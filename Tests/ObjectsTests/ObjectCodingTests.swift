@@ -140,6 +140,28 @@ final class ObjectCodingTests: XCTestCase {
         XCTAssertEqual(r.problems.map(\.field), ["spec.ports[0].name"])
     }
 
+    func testKubectlOutputWithManagedFieldsLoads() throws {
+        let yaml = """
+            apiVersion: v1
+            kind: ConfigMap
+            metadata:
+              name: a
+              selfLink: /api/v1/namespaces/default/configmaps/a
+              managedFields:
+              - apiVersion: v1
+                fieldsType: FieldsV1
+                fieldsV1: {f:data: {.: {}, f:a: {}}}
+                manager: kubectl
+                operation: Update
+                time: "2024-05-01T10:00:00Z"
+            data: {a: b}
+            """
+        let r = ManifestLoader.load(yaml: yaml, file: "x")
+        XCTAssertEqual(r.problems, [])
+        let data = try JSONEncoder().encode(r.objects[0].object)
+        XCTAssertEqual(try JSONDecoder().decode(KubeObject.self, from: data), r.objects[0].object)
+    }
+
     func testNameValidation() {
         XCTAssertTrue(NameValidation.isDNS1123Subdomain("a.b-c.d"))
         XCTAssertFalse(NameValidation.isDNS1123Subdomain("a..b"))

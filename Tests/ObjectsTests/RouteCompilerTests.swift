@@ -236,7 +236,16 @@ final class RouteCompilerTests: XCTestCase {
         XCTAssertEqual(t.route(host: "web.example.com", path: "/x").ingress, 0)
         XCTAssertEqual(problems.count, 1)
         XCTAssertEqual(problems.first?.object, "Ingress default/newer")
+        XCTAssertEqual(problems.first?.field, "spec.rules[0].http.paths[0]")
         XCTAssertTrue(problems.first?.message.contains("Ingress default/older") ?? false, problems.first?.message ?? "")
+    }
+
+    func testDuplicatePathInOneIngress() {
+        let (t, problems) = compile(Self.service + "\n---\n" + ingress(rules: rule(path: "/x") + "\n" + rule(path: "/x/", port: "{name: admin}")))
+        XCTAssertEqual(problems.map(\.description), [
+            "Ingress default/web: spec.rules[1].http.paths[0]: host web.example.com path /x/ (Prefix) is already routed by an earlier path of the same Ingress; this path is ignored",
+        ])
+        XCTAssertEqual(endpoints(t, "web.example.com", "/x"), ["127.0.1.1:8080", "127.0.1.2:8080"])
     }
 
     func testConflictWithoutTimestampsUsesNamespaceAndName() {
