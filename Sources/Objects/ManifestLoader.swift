@@ -319,6 +319,13 @@ public enum ManifestLoader {
         case .mapping(let mapping):
             guard let dict = encoded as? [String: Any] else { return }
             for (keyNode, value) in mapping {
+                if keyNode.tag.rawValue == Tag.Name.merge.rawValue {
+                    // `<<: *anchor` merges the anchored mapping(s) into this one.
+                    for merged in value.sequence.map(Array.init) ?? [value] {
+                        compare(merged, encoded, path: path, into: &out)
+                    }
+                    continue
+                }
                 guard let key = keyNode.string else { continue }
                 let field = path.isEmpty ? key : "\(path).\(key)"
                 if let sub = dict[key] {

@@ -284,6 +284,30 @@ final class ManifestLoaderTests: XCTestCase {
         XCTAssertEqual(top.problems.map(\.field), ["metadata.lables", "spec"])
     }
 
+    func testAnchorsAliasesAndMergeKeys() {
+        let yaml = """
+            apiVersion: v1
+            kind: ConfigMap
+            metadata:
+              name: a
+              labels: &labels {app: x}
+            data:
+              <<: *labels
+              b: c
+            ---
+            apiVersion: v1
+            kind: ConfigMap
+            metadata: {name: b, labels: *labels}
+            data:
+              <<: [{x: "1"}, {bogus: {deep: 1}}]
+            """
+        let r = load(yaml)
+        XCTAssertEqual(r.objects.count, 1, "\(r.problems)")
+        guard case .configMap(let c)? = r.objects.first?.object else { return XCTFail() }
+        XCTAssertEqual(c.data, ["app": "x", "b": "c"])
+        XCTAssertEqual(r.problems.map(\.field), ["data.bogus"])
+    }
+
     func testNullFieldsAreNotUnknown() {
         XCTAssertEqual(load("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: null}\ndata:\n").problems, [])
     }
