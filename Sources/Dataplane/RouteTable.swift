@@ -131,11 +131,11 @@ public final class RouteTable: @unchecked Sendable {
         var shadowed: [RouteRule] = []
 
         for rule in sorted {
-            var inserted: Bool
+            let inserted: Bool
             if let host = RouteTable.normalizedRuleHost(rule.host) {
                 let isWildcard = host.hasPrefix("*.")
                 let key = Array((isWildcard ? String(host.dropFirst(2)) : host).utf8)
-                var index: Int32
+                let index: Int32
                 let existing = key.withUnsafeBytes { isWildcard ? wildcard.lookup($0) : exact.lookup($0) }
                 if let existing {
                     index = existing

@@ -117,12 +117,10 @@ struct Compilation {
     mutating func run() {
         let served = ingresses.filter { RouteCompiler.serves($0, ingressClass: options.ingressClass) }
         // Oldest first: creationTimestamp (missing sorts last), then namespace/name.
-        let ordered = served.sorted { a, b in
-            let ta = Compilation.timestamp(a.metadata.creationTimestamp)
-            let tb = Compilation.timestamp(b.metadata.creationTimestamp)
-            if ta != tb { return ta < tb }
-            return a.metadata.key < b.metadata.key
-        }
+        let ordered = served.map { ($0, Compilation.timestamp($0.metadata.creationTimestamp)) }.sorted { a, b in
+            if a.1 != b.1 { return a.1 < b.1 }
+            return a.0.metadata.key < b.0.metadata.key
+        }.map(\.0)
         var seen = Set<String>()
         for ingress in ordered {
             let key = ingress.metadata.key
