@@ -11,16 +11,20 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "portico", targets: ["portico"]),
+        .executable(name: "portico-load", targets: ["portico-load"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         .target(name: "CSystem"),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .target(name: "TLS", dependencies: ["COpenSSL", "Reactor", "CSystem"], swiftSettings: swift5),
         .target(name: "Reactor", dependencies: ["CSystem"], swiftSettings: swift5),
         .target(name: "HTTP1", swiftSettings: swift5),
-        .target(name: "Dataplane", dependencies: ["Reactor", "HTTP1", "CSystem"], swiftSettings: swift5),
+        .target(name: "Dataplane", dependencies: ["Reactor", "HTTP1", "TLS", "CSystem"], swiftSettings: swift5),
         .target(name: "Server", dependencies: ["Reactor", "HTTP1", "CSystem"], swiftSettings: swift5),
         .target(name: "Objects", dependencies: ["Yams"], swiftSettings: swift5),
         .target(name: "RouteCompiler", dependencies: ["Objects", "Dataplane"], swiftSettings: swift5),
@@ -31,6 +35,24 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swift5),
+        .executableTarget(
+            name: "portico-load",
+            dependencies: [
+                "LoadKit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "loadtest/Sources/portico-load",
+            swiftSettings: swift5),
+        .target(
+            name: "LoadKit",
+            dependencies: [
+                "Reactor", "HTTP1", "TLS", "CSystem", "Yams",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            path: "loadtest/Sources/LoadKit",
+            swiftSettings: swift5),
+        .testTarget(name: "LoadKitTests", dependencies: ["LoadKit"], path: "loadtest/Tests/LoadKitTests", swiftSettings: swift5),
+        .testTarget(name: "TLSTests", dependencies: ["TLS"], swiftSettings: swift5),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: swift5),
         .testTarget(name: "DataplaneTests", dependencies: ["Dataplane", "Reactor", "HTTP1"], swiftSettings: swift5),
         .testTarget(name: "ObjectsTests", dependencies: ["Objects", "RouteCompiler", "Dataplane"], swiftSettings: swift5),

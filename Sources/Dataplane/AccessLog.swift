@@ -350,7 +350,7 @@ public final class AccessLog {
         cachedText.append(UInt8(ascii: ":")); append2(hh, to: &cachedText)
         cachedText.append(UInt8(ascii: ":")); append2(mm, to: &cachedText)
         cachedText.append(UInt8(ascii: ":")); append2(ss, to: &cachedText)
-        cachedText.append(contentsOf: Array(" +0000".utf8))
+        (" +0000" as StaticString).withUTF8Buffer { cachedText.append(contentsOf: $0) }
         cachedISO.removeAll(keepingCapacity: true)
         append2(y / 100, to: &cachedISO); append2(y, to: &cachedISO)
         cachedISO.append(UInt8(ascii: "-")); append2(m, to: &cachedISO)

@@ -126,16 +126,16 @@ public final class RouteTable: @unchecked Sendable {
         var exact = ByteKeyMap<Int32>()
         var wildcard = ByteKeyMap<Int32>()
         var sets: [RouterPathRules] = []
-        var anyHost = RouterPathRules()
+        let anyHost = RouterPathRules()
         var kept: [RouteRule] = []
         var shadowed: [RouteRule] = []
 
         for rule in sorted {
-            var inserted: Bool
+            let inserted: Bool
             if let host = RouteTable.normalizedRuleHost(rule.host) {
                 let isWildcard = host.hasPrefix("*.")
                 let key = Array((isWildcard ? String(host.dropFirst(2)) : host).utf8)
-                var index: Int32
+                let index: Int32
                 let existing = key.withUnsafeBytes { isWildcard ? wildcard.lookup($0) : exact.lookup($0) }
                 if let existing {
                     index = existing

@@ -3,12 +3,16 @@
 /// Exact paths are stored byte for byte. Prefix paths are stored without trailing slashes (so `/`
 /// is the empty key); a request path is probed at each `/` boundary, which is Kubernetes'
 /// element-wise prefix match: `/foo` matches `/foo`, `/foo/` and `/foo/bar` but not `/foobar`.
-struct RouterPathRules: Sendable {
-    var exact = ByteKeyMap<RouteMatch>()
-    var prefix = ByteKeyMap<RouteMatch>()
+/// A class so that the router reaches a host's maps through one reference (no copies of the
+/// maps' arrays per request); mutated only while the `RouteTable` is built.
+final class RouterPathRules: @unchecked Sendable {
+    private(set) var exact = ByteKeyMap<RouteMatch>()
+    private(set) var prefix = ByteKeyMap<RouteMatch>()
+
+    init() {}
 
     /// Adds a rule unless the same path and type is already there (the earlier rule wins).
-    mutating func insert(_ rule: RouteRule) -> Bool {
+    func insert(_ rule: RouteRule) -> Bool {
         switch rule.pathType {
         case .exact:
             return exact.insertIfAbsent(Array((rule.path.isEmpty ? "/" : rule.path).utf8), rule.match)

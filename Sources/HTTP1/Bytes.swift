@@ -6,23 +6,22 @@ import Darwin
 
 /// Byte classes from RFC 9110 §5.6 and RFC 3986, as bit masks over ASCII (no tables, no
 /// lazily-initialised globals on the hot path).
-@usableFromInline
 enum ByteClass {
     // tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
-    @usableFromInline static let tcharLo: UInt64 = 0x03ff_6cfa_0000_0000
-    @usableFromInline static let tcharHi: UInt64 = 0x57ff_ffff_c7ff_fffe
+    static let tcharLo: UInt64 = 0x03ff_6cfa_0000_0000
+    static let tcharHi: UInt64 = 0x57ff_ffff_c7ff_fffe
     // unreserved / sub-delims (RFC 3986 reg-name, without "%", which is checked as pct-encoded)
-    @usableFromInline static let regNameLo: UInt64 = 0x2bff_7fd2_0000_0000
-    @usableFromInline static let regNameHi: UInt64 = 0x47ff_fffe_87ff_fffe
+    static let regNameLo: UInt64 = 0x2bff_7fd2_0000_0000
+    static let regNameHi: UInt64 = 0x47ff_fffe_87ff_fffe
 
-    @inline(__always) @usableFromInline
+    @inline(__always)
     static func isTchar(_ b: UInt8) -> Bool {
         if b < 64 { return (tcharLo >> UInt64(b)) & 1 != 0 }
         if b < 128 { return (tcharHi >> UInt64(b &- 64)) & 1 != 0 }
         return false
     }
 
-    @inline(__always) @usableFromInline
+    @inline(__always)
     static func isRegName(_ b: UInt8) -> Bool {
         if b < 64 { return (regNameLo >> UInt64(b)) & 1 != 0 }
         if b < 128 { return (regNameHi >> UInt64(b &- 64)) & 1 != 0 }
@@ -30,19 +29,19 @@ enum ByteClass {
     }
 
     /// field-vchar / SP / HTAB (RFC 9110 §5.5): everything but CTLs (except HTAB) and DEL.
-    @inline(__always) @usableFromInline
+    @inline(__always)
     static func isFieldValueByte(_ b: UInt8) -> Bool {
         return (b >= 0x20 && b != 0x7F) || b == 0x09
     }
 
-    @inline(__always) @usableFromInline
+    @inline(__always)
     static func isOWS(_ b: UInt8) -> Bool { return b == 0x20 || b == 0x09 }
 
-    @inline(__always) @usableFromInline
+    @inline(__always)
     static func isDigit(_ b: UInt8) -> Bool { return b &- 0x30 < 10 }
 
     /// Value of a hex digit, or nil.
-    @inline(__always) @usableFromInline
+    @inline(__always)
     static func hexValue(_ b: UInt8) -> UInt8? {
         if b &- 0x30 < 10 { return b &- 0x30 }
         let l = b | 0x20
@@ -50,13 +49,13 @@ enum ByteClass {
         return nil
     }
 
-    @inline(__always) @usableFromInline
+    @inline(__always)
     static func lower(_ b: UInt8) -> UInt8 {
         return b &- 0x41 < 26 ? b | 0x20 : b
     }
 }
 
-@inline(__always) @usableFromInline
+@inline(__always)
 func loadByte(_ base: UnsafeRawPointer, _ i: Int) -> UInt8 {
     return base.load(fromByteOffset: i, as: UInt8.self)
 }

@@ -19,21 +19,21 @@ public struct ChunkedDecoder {
     /// Total chunk-data bytes seen so far.
     public private(set) var payloadBytes: UInt64 = 0
 
-    @usableFromInline enum State: UInt8 {
+    enum State: UInt8 {
         case sizeStart, size, extWS, extBeforeName, extName, extAfterName, extBeforeValue, extToken
         case extQuoted, extQuotedEscape, extAfterQuoted, sizeLF, data, dataCR, dataLF
         case trailerLineStart, trailerName, trailerValue, trailerLF, endLF, done
     }
 
-    @usableFromInline static let maxTrailerBytes = 65536
+    static let maxTrailerBytes = 65536
 
-    @usableFromInline var state: State = .sizeStart
-    @usableFromInline var size: UInt64 = 0
-    @usableFromInline var digits = 0
-    @usableFromInline var extLength = 0
-    @usableFromInline var remaining: UInt64 = 0
-    @usableFromInline var trailerBytes = 0
-    @usableFromInline var failure: ParseFailure? = nil
+    var state: State = .sizeStart
+    var size: UInt64 = 0
+    var digits = 0
+    var extLength = 0
+    var remaining: UInt64 = 0
+    var trailerBytes = 0
+    var failure: ParseFailure? = nil
 
     public init(maxExtension: Int = 4096) {
         self.maxExtension = maxExtension
@@ -136,14 +136,14 @@ public struct ChunkedDecoder {
         return .success(n)
     }
 
-    @inline(__always) @usableFromInline
+    @inline(__always)
     mutating func fail(_ f: ParseFailure) -> Result<Int, ParseFailure> {
         failure = f
         return .failure(f)
     }
 
     /// One byte of chunk-ext (or the CR ending the size line).
-    @inline(__always) @usableFromInline
+    @inline(__always)
     mutating func extensionByte(_ b: UInt8) -> ParseFailure? {
         let ows = ByteClass.isOWS(b)
         switch state {
@@ -190,7 +190,7 @@ public struct ChunkedDecoder {
     }
 
     /// One byte of the trailer section.
-    @inline(__always) @usableFromInline
+    @inline(__always)
     mutating func trailer(_ b: UInt8) -> ParseFailure? {
         switch state {
         case .trailerLineStart:

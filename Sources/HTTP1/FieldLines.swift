@@ -1,23 +1,21 @@
 /// Pieces shared by the request and response parsers: field-line syntax (RFC 9112 §5, RFC 9110
 /// §5.5), field classification, and the list syntax of Content-Length, Transfer-Encoding and
 /// Connection (RFC 9110 §5.6.1). Everything works on offsets into the caller's buffer.
+let CR: UInt8 = 0x0D
+let LF: UInt8 = 0x0A
+let SP: UInt8 = 0x20
+let HTAB: UInt8 = 0x09
+let COLON: UInt8 = 0x3A
+let COMMA: UInt8 = 0x2C
+let SEMI: UInt8 = 0x3B
+let DQUOTE: UInt8 = 0x22
+let BACKSLASH: UInt8 = 0x5C
 
-@usableFromInline let CR: UInt8 = 0x0D
-@usableFromInline let LF: UInt8 = 0x0A
-@usableFromInline let SP: UInt8 = 0x20
-@usableFromInline let HTAB: UInt8 = 0x09
-@usableFromInline let COLON: UInt8 = 0x3A
-@usableFromInline let COMMA: UInt8 = 0x2C
-@usableFromInline let SEMI: UInt8 = 0x3B
-@usableFromInline let DQUOTE: UInt8 = 0x22
-@usableFromInline let BACKSLASH: UInt8 = 0x5C
-
-@usableFromInline
 enum FieldLine {
     /// Parses the field line `[ls, le)` (`le` is the offset of its CR) into `field`.
     /// Failures: `.obsFold` (line starts with SP/HTAB), `.whitespaceBeforeColon`,
     /// `.missingColon`, `.invalidHeaderName`, `.bareCR`, `.invalidHeaderValue`.
-    @inline(__always) @usableFromInline
+    @inline(__always)
     static func parse(_ base: UnsafeRawPointer, _ ls: Int, _ le: Int, into field: inout HeaderField) -> ParseFailure? {
         var i = ls
         let first = loadByte(base, i)
@@ -62,7 +60,7 @@ enum FieldLine {
         return nil
     }
 
-    @inline(__always) @usableFromInline
+    @inline(__always)
     static func isHopByHop(_ kind: FieldKind) -> Bool {
         switch kind {
         case .connection, .keepAlive, .proxyConnection, .te, .trailer, .transferEncoding, .upgrade: return true
@@ -70,13 +68,12 @@ enum FieldLine {
         }
     }
 
-    @inline(__always) @usableFromInline
+    @inline(__always)
     static func eq(_ base: UnsafeRawPointer, _ at: Int, _ lower: StaticString) -> Bool {
         return Bytes.equalsIgnoringCase(base, at, lower.utf8Start, lower.utf8CodeUnitCount)
     }
 
     /// Classifies a field name (case-insensitively) by length, then first letter, then bytes.
-    @usableFromInline
     static func classify(_ base: UnsafeRawPointer, _ s: Int, _ e: Int) -> FieldKind {
         let n = e &- s
         let f = ByteClass.lower(loadByte(base, s))
@@ -118,19 +115,18 @@ enum FieldLine {
 /// Splits `[start, end)` at commas (outside quoted strings) into OWS-trimmed elements. Empty
 /// elements are returned (as empty ranges) so callers can decide whether to allow them;
 /// an empty input yields one empty element.
-@usableFromInline
 struct ListScanner {
-    @usableFromInline let base: UnsafeRawPointer
-    @usableFromInline var pos: Int
-    @usableFromInline let end: Int
-    @usableFromInline var done = false
+    let base: UnsafeRawPointer
+    var pos: Int
+    let end: Int
+    var done = false
 
-    @inline(__always) @usableFromInline
+    @inline(__always)
     init(_ base: UnsafeRawPointer, _ range: Range<Int>) {
         self.base = base; self.pos = range.lowerBound; self.end = range.upperBound
     }
 
-    @inline(__always) @usableFromInline
+    @inline(__always)
     mutating func next() -> Range<Int>? {
         if done { return nil }
         var i = pos
@@ -156,30 +152,28 @@ struct ListScanner {
 }
 
 /// What a head's fields say about framing and the connection, gathered in one pass.
-@usableFromInline
 struct FieldSemantics {
-    @usableFromInline var contentLength: UInt64? = nil
-    @usableFromInline var transferEncoding = false
-    @usableFromInline var teCodings = 0
-    @usableFromInline var chunkedCount = 0
-    @usableFromInline var lastIsChunked = false
-    @usableFromInline var chunkedWithParameters = false
-    @usableFromInline var unknownCoding = false
-    @usableFromInline var hasConnection = false
-    @usableFromInline var close = false
-    @usableFromInline var keepAlive = false
-    @usableFromInline var connectionUpgrade = false
-    @usableFromInline var upgradeField = false
-    @usableFromInline var expectContinue = false
-    @usableFromInline var hostCount = 0
-    @usableFromInline var host: Range<Int>? = nil
+    var contentLength: UInt64? = nil
+    var transferEncoding = false
+    var teCodings = 0
+    var chunkedCount = 0
+    var lastIsChunked = false
+    var chunkedWithParameters = false
+    var unknownCoding = false
+    var hasConnection = false
+    var close = false
+    var keepAlive = false
+    var connectionUpgrade = false
+    var upgradeField = false
+    var expectContinue = false
+    var hostCount = 0
+    var host: Range<Int>? = nil
 
-    @usableFromInline init() {}
+    init() {}
 
     /// Reads every field (Content-Length and Transfer-Encoding only with `examineFraming`, Host
     /// only for requests) and marks fields named by Connection options hop-by-hop; fails on malformed or conflicting Content-Length, a malformed
     /// Transfer-Encoding list (`.invalidHeaderValue`), or a second Host.
-    @usableFromInline
     mutating func gather(_ base: UnsafeRawPointer, _ fields: inout [HeaderField], isRequest: Bool, examineFraming: Bool = true) -> ParseFailure? {
         for f in fields {
             switch f.kind {
@@ -225,7 +219,7 @@ struct FieldSemantics {
     }
 
     /// 1*DIGIT, at most 2^62.
-    @inline(__always) @usableFromInline
+    @inline(__always)
     static func parseContentLength(_ base: UnsafeRawPointer, _ r: Range<Int>) -> UInt64? {
         if r.isEmpty { return nil }
         var v: UInt64 = 0
@@ -243,7 +237,6 @@ struct FieldSemantics {
 
     /// One transfer-coding: token *( OWS ";" OWS token BWS "=" BWS ( token / quoted-string ) ).
     /// Anything after "chunked" marks it as parameterised (refused by both parsers).
-    @usableFromInline
     mutating func addCoding(_ base: UnsafeRawPointer, _ r: Range<Int>) -> ParseFailure? {
         var i = r.lowerBound
         let e = r.upperBound
@@ -300,7 +293,6 @@ struct FieldSemantics {
 
     /// RFC 9110 §7.6.1: fields named by a Connection option are hop-by-hop. Host and
     /// Content-Length are never marked (a Connection field must not strip them).
-    @usableFromInline
     static func markConnectionOptions(_ base: UnsafeRawPointer, _ fields: inout [HeaderField]) {
         for ci in fields.indices where fields[ci].kind == .connection {
             var list = ListScanner(base, fields[ci].value)
@@ -319,12 +311,10 @@ struct FieldSemantics {
     }
 }
 
-@usableFromInline
 enum HostSyntax {
     /// uri-host [ ":" port ] (RFC 3986): reg-name (unreserved / pct-encoded / sub-delims, which
     /// covers IPv4) or an IP-literal in brackets; port is 1 to 5 digits, at most 65535.
     /// `requirePort` for CONNECT's authority-form. Empty hosts and userinfo are refused.
-    @usableFromInline
     static func isValid(_ base: UnsafeRawPointer, _ r: Range<Int>, requirePort: Bool = false) -> Bool {
         var i = r.lowerBound
         let e = r.upperBound

@@ -133,6 +133,8 @@ public struct RequestHead: Sendable {
     /// The request target as sent (origin-form, absolute-form, authority-form or `*`).
     public var target: Range<Int> = 0..<0
     /// The path part of the target (no scheme/authority, no query); for `*` the `*` itself.
+    /// Empty for an absolute-form target without a path ("http://h" or "http://h?q"): the proxy
+    /// must send "/" then. Empty (at the end of the target) for CONNECT's authority-form.
     public var path: Range<Int> = 0..<0
     /// The query without the `?`, empty when there is none.
     public var query: Range<Int> = 0..<0

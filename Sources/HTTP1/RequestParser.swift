@@ -22,13 +22,13 @@
 public struct RequestParser {
     public var limits: ParseLimits
 
-    @usableFromInline enum Phase: UInt8 { case start, requestLine, fields, done }
-    @usableFromInline var phase: Phase = .start
-    @usableFromInline var lineStart = 0
-    @usableFromInline var scanPos = 0
-    @usableFromInline var result: ParseStatus = .incomplete
+    enum Phase: UInt8 { case start, requestLine, fields, done }
+    var phase: Phase = .start
+    var lineStart = 0
+    var scanPos = 0
+    var result: ParseStatus = .incomplete
     /// Authority of an absolute-form target (checked against Host at the end of the head).
-    @usableFromInline var authority: Range<Int>? = nil
+    var authority: Range<Int>? = nil
 
     public init(limits: ParseLimits = ParseLimits()) {
         self.limits = limits
@@ -106,14 +106,13 @@ public struct RequestParser {
         }
     }
 
-    @inline(__always) @usableFromInline
+    @inline(__always)
     mutating func fail(_ f: ParseFailure) -> ParseStatus {
         phase = .done
         result = .failed(f)
         return result
     }
 
-    @usableFromInline
     mutating func parseRequestLine(_ base: UnsafeRawPointer, _ ls: Int, _ le: Int, _ head: inout RequestHead) -> ParseFailure? {
         // method SP
         var i = ls
@@ -212,7 +211,6 @@ public struct RequestParser {
         return nil
     }
 
-    @usableFromInline
     static func method(_ base: UnsafeRawPointer, _ s: Int, _ e: Int) -> HTTPMethod {
         @inline(__always) func m(_ lit: StaticString) -> Bool {
             let p = lit.utf8Start
@@ -242,7 +240,6 @@ public struct RequestParser {
         return .other
     }
 
-    @usableFromInline
     mutating func finish(_ base: UnsafeRawPointer, _ head: inout RequestHead) -> ParseFailure? {
         var sem = FieldSemantics()
         if let failure = sem.gather(base, &head.fields, isRequest: true) { return failure }
@@ -276,7 +273,8 @@ public struct RequestParser {
         }
         head.keepAlive = head.versionMinor == 1 ? !sem.close : (sem.keepAlive && !sem.close)
         head.upgrade = sem.connectionUpgrade && sem.upgradeField
-        head.expectContinue = sem.expectContinue
+        // RFC 9110 §10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored.
+        head.expectContinue = sem.expectContinue && head.versionMinor == 1
         return nil
     }
 }

@@ -9,17 +9,17 @@
 /// After a 1xx head the caller calls `reset()` and parses the next head (from the byte after
 /// `headLength`). Framing follows RFC 9112 §6.3 in order: a response to HEAD, a 1xx, 204 or 304,
 /// and a 2xx to CONNECT have no body (`.none`, Content-Length and Transfer-Encoding are not
-/// examined); then Transfer-Encoding with Content-Length is refused; chunked as the final coding
+/// examined); then Transfer-Encoding with Content-Length, or in an HTTP/1.0 response, is refused; chunked as the final coding
 /// gives `.chunked` (chunked twice or with parameters is refused); any other Transfer-Encoding
 /// gives `.untilClose`; then Content-Length (identical repeats allowed); else `.untilClose`.
 public struct ResponseParser {
     public var maxHeadBytes: Int
     public var maxFields: Int
 
-    @usableFromInline var phase: UInt8 = 0  // 0 start, 1 status line, 2 fields, 3 done
-    @usableFromInline var lineStart = 0
-    @usableFromInline var scanPos = 0
-    @usableFromInline var result: ParseStatus = .incomplete
+    var phase: UInt8 = 0  // 0 start, 1 status line, 2 fields, 3 done
+    var lineStart = 0
+    var scanPos = 0
+    var result: ParseStatus = .incomplete
 
     public init(maxHeadBytes: Int = 65536, maxFields: Int = 100) {
         self.maxHeadBytes = maxHeadBytes
@@ -81,7 +81,7 @@ public struct ResponseParser {
         }
     }
 
-    @inline(__always) @usableFromInline
+    @inline(__always)
     mutating func fail(_ f: ParseFailure) -> ParseStatus {
         phase = 3
         result = .failed(f)
@@ -89,7 +89,6 @@ public struct ResponseParser {
     }
 
     /// HTTP-version SP 3DIGIT SP [ reason-phrase ]; the SP before an empty reason may be missing.
-    @usableFromInline
     func parseStatusLine(_ base: UnsafeRawPointer, _ ls: Int, _ le: Int, _ head: inout ResponseHead) -> ParseFailure? {
         let n = le &- ls
         guard n >= 12 else { return .invalidStatusLine }
@@ -120,7 +119,6 @@ public struct ResponseParser {
         return nil
     }
 
-    @usableFromInline
     func finish(_ base: UnsafeRawPointer, _ method: HTTPMethod, _ head: inout ResponseHead) -> ParseFailure? {
         var sem = FieldSemantics()
         let status = head.status
@@ -133,7 +131,8 @@ public struct ResponseParser {
         } else {
             if sem.gather(base, &head.fields, isRequest: false) != nil { return .invalidResponse }
             if sem.transferEncoding {
-                if sem.contentLength != nil { return .invalidResponse }
+                // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
+                if sem.contentLength != nil || head.versionMinor == 0 { return .invalidResponse }
                 if sem.chunkedCount > 1 || sem.chunkedWithParameters { return .invalidResponse }
                 head.framing = sem.lastIsChunked ? .chunked : .untilClose
             } else if let cl = sem.contentLength {

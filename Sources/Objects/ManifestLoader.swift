@@ -122,11 +122,12 @@ public enum ManifestLoader {
         var result = ManifestLoadResult()
         var document = 0
         do {
-            let documents = try Yams.compose_all(yaml: text)
-            for node in documents {
+            var documents = try Yams.compose_all(yaml: text)
+            while let node = documents.next() {
                 document += 1
                 loadDocument(node, file: file, document: document, into: &result)
             }
+            if let error = documents.error { throw error }
         } catch {
             result.problems.append(yamlProblem(error, file: file, document: document + 1))
         }
@@ -318,6 +319,13 @@ public enum ManifestLoader {
         case .mapping(let mapping):
             guard let dict = encoded as? [String: Any] else { return }
             for (keyNode, value) in mapping {
+                if keyNode.tag.rawValue == Tag.Name.merge.rawValue {
+                    // `<<: *anchor` merges the anchored mapping(s) into this one.
+                    for merged in value.sequence.map(Array.init) ?? [value] {
+                        compare(merged, encoded, path: path, into: &out)
+                    }
+                    continue
+                }
                 guard let key = keyNode.string else { continue }
                 let field = path.isEmpty ? key : "\(path).\(key)"
                 if let sub = dict[key] {

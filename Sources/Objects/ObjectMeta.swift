@@ -15,6 +15,9 @@ public struct ObjectMeta: Codable, Sendable, Equatable {
     public var annotations: [String: String]?
     public var ownerReferences: [OwnerReference]?
     public var finalizers: [String]?
+    /// Server-side apply bookkeeping, carried as is.
+    public var managedFields: [JSONValue]?
+    public var selfLink: String?
 
     public init(name: String? = nil, namespace: String = "default", uid: String? = nil,
                 resourceVersion: String? = nil, generation: Int64? = nil, creationTimestamp: String? = nil,
@@ -29,6 +32,7 @@ public struct ObjectMeta: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case name, generateName, namespace, uid, resourceVersion, generation, creationTimestamp
         case deletionTimestamp, deletionGracePeriodSeconds, labels, annotations, ownerReferences, finalizers
+        case managedFields, selfLink
     }
 
     public init(from decoder: Decoder) throws {
@@ -47,6 +51,8 @@ public struct ObjectMeta: Codable, Sendable, Equatable {
         annotations = try c.decodeIfPresent([String: String].self, forKey: .annotations)
         ownerReferences = try c.decodeIfPresent([OwnerReference].self, forKey: .ownerReferences)
         finalizers = try c.decodeIfPresent([String].self, forKey: .finalizers)
+        managedFields = try c.decodeIfPresent([JSONValue].self, forKey: .managedFields)
+        selfLink = try c.decodeIfPresent(String.self, forKey: .selfLink)
     }
 
     /// `namespace/name`.

@@ -49,12 +49,14 @@ public enum RouteCompiler {
                                defaultMatch: compiler.defaultMatch)
         for rule in table.shadowedRules {
             let loser = compiler.ingressNames[Int(rule.match.ingress)]
-            let winner = table.rules.first {
+            let winnerName = table.rules.first {
                 $0.host?.lowercased() == rule.host?.lowercased() && $0.pathType == rule.pathType
                     && ($0.path == rule.path || ($0.pathType == .prefix && trimSlash($0.path) == trimSlash(rule.path)))
-            }.map { compiler.ingressNames[Int($0.match.ingress)] } ?? "an older rule"
-            compiler.problems.append(CompileProblem(object: "Ingress \(loser)", field: "spec.rules",
-                message: "host \(rule.host ?? "*") path \(rule.path) (\(rule.pathType.rawValue)) is already routed by Ingress \(winner), which is older; this rule is ignored"))
+            }.map { compiler.ingressNames[Int($0.match.ingress)] }
+            let winner = winnerName == loser ? "an earlier path of the same Ingress"
+                : "Ingress \(winnerName ?? "?"), which is older"
+            compiler.problems.append(CompileProblem(object: "Ingress \(loser)", field: compiler.ruleFields[rule.order] ?? "spec.rules",
+                message: "host \(rule.host ?? "*") path \(rule.path) (\(rule.pathType.rawValue)) is already routed by \(winner); this path is ignored"))
         }
         return (table, compiler.problems)
     }
@@ -88,6 +90,8 @@ struct Compilation {
     var backendIndex: [BackendKey: Int32] = [:]
     var ingressNames: [String] = []
     var rules: [RouteRule] = []
+    /// RouteRule.order → the field path of the Ingress path it came from, for messages.
+    var ruleFields: [Int: String] = [:]
     var defaultMatch = RouteMatch.notFound
     var problems: [CompileProblem] = []
 
@@ -113,12 +117,10 @@ struct Compilation {
     mutating func run() {
         let served = ingresses.filter { RouteCompiler.serves($0, ingressClass: options.ingressClass) }
         // Oldest first: creationTimestamp (missing sorts last), then namespace/name.
-        let ordered = served.sorted { a, b in
-            let ta = Compilation.timestamp(a.metadata.creationTimestamp)
-            let tb = Compilation.timestamp(b.metadata.creationTimestamp)
-            if ta != tb { return ta < tb }
-            return a.metadata.key < b.metadata.key
-        }
+        let ordered = served.map { ($0, Compilation.timestamp($0.metadata.creationTimestamp)) }.sorted { a, b in
+            if a.1 != b.1 { return a.1 < b.1 }
+            return a.0.metadata.key < b.0.metadata.key
+        }.map(\.0)
         var seen = Set<String>()
         for ingress in ordered {
             let key = ingress.metadata.key
@@ -180,6 +182,7 @@ struct Compilation {
                                             object: object, policy: policy, cookie: cookie) else { continue }
                 rules.append(RouteRule(host: host, path: value, pathType: type,
                                        match: RouteMatch(backend: backend, ingress: index), order: base + order))
+                ruleFields[base + order] = field
                 order += 1
             }
         }

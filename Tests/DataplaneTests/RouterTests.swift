@@ -1,4 +1,5 @@
 import XCTest
+import Glibc
 @testable import Dataplane
 
 /// Ingress routing semantics, from https://kubernetes.io/docs/concepts/services-networking/ingress/
@@ -291,5 +292,36 @@ final class RouterTests: XCTestCase {
         XCTAssertTrue(json.hasSuffix("\"defaultBackend\":{\"backend\":0,\"ingress\":0}}"), json)
         XCTAssertEqual(RouteTable.empty.jsonDescription(),
                        "{\"generation\":0,\"ingresses\":[],\"backends\":[],\"rules\":[],\"shadowedRules\":[],\"defaultBackend\":null}")
+    }
+}
+
+/// Many lookups over a realistic table; run under `valgrind` with PORTICO_ROUTE_ITERATIONS set
+/// to two values to check that the heap allocation count does not grow with the request count.
+final class RouterLoopTests: XCTestCase {
+    func testRouteLoop() {
+        var rules: [RouteRule] = []
+        for i in 0..<50 {
+            rules.append(RouteRule(host: "h\(i).example.com", path: "/api/v\(i)", pathType: .prefix,
+                                   match: RouteMatch(backend: Int32(i), ingress: 0), order: i))
+            rules.append(RouteRule(host: "*.w\(i).example.com", path: "/", pathType: .prefix,
+                                   match: RouteMatch(backend: Int32(i), ingress: 0), order: i))
+            rules.append(RouteRule(host: nil, path: "/e\(i)", pathType: .exact,
+                                   match: RouteMatch(backend: Int32(i), ingress: 0), order: i))
+        }
+        let table = RouteTable(generation: 1, backends: [], ingresses: [], rules: rules)
+        var iterations = 1000
+        if let text = getenv("PORTICO_ROUTE_ITERATIONS"), let n = Int(String(cString: text)) { iterations = n }
+        let hosts: [[UInt8]] = ["H7.Example.com:8080", "x.w3.example.com", "nothing.example.org", "[::1]:80"].map { Array($0.utf8) }
+        let paths: [[UInt8]] = ["/api/v7/users/42", "/", "/e9", "/deep/a/b/c/d/e/f"].map { Array($0.utf8) }
+        var found = 0
+        hosts.withUnsafeBufferPointer { hs in
+            paths.withUnsafeBufferPointer { ps in
+                for i in 0..<iterations {
+                    let m = hs[i & 3].withUnsafeBytes { h in ps[i & 3].withUnsafeBytes { p in table.route(host: h, path: p) } }
+                    if m.isFound { found += 1 }
+                }
+            }
+        }
+        XCTAssertEqual(found, iterations / 4 * 3 + min(iterations % 4, 3))
     }
 }

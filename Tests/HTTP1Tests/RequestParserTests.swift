@@ -115,6 +115,7 @@ final class RequestParserValidTests: XCTestCase {
     func testExpectContinue() {
         XCTAssertTrue(parse("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n").expectContinue)
         XCTAssertFalse(parse("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n").expectContinue)
+        XCTAssertFalse(parse("PUT / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").expectContinue, "ignored in HTTP/1.0")
     }
 
     func testHopByHopFieldsAndConnectionOptions() {

@@ -94,6 +94,7 @@ final class ResponseParserTests: XCTestCase {
         ("bare CR in reason", "HTTP/1.1 200 O\rK\r\n\r\n", .invalidStatusLine),
         ("leading empty line", "\r\nHTTP/1.1 200 OK\r\n\r\n", .invalidStatusLine),
         ("CL with TE", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", .invalidResponse),
+        ("TE in HTTP/1.0", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", .invalidResponse),
         ("differing CL", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", .invalidResponse),
         ("bad CL", "HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\n", .invalidResponse),
         ("chunked twice", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", .invalidResponse),

@@ -1,0 +1,1 @@
+// placeholder: the TLS engine lands here

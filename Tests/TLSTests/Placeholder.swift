@@ -1,0 +1,2 @@
+import XCTest
+final class PlaceholderTLS: XCTestCase { func testBuilds() {} }

@@ -1,0 +1,1 @@
+// placeholder: the load generator lands here

@@ -1,0 +1,2 @@
+import XCTest
+final class PlaceholderLoadKit: XCTestCase { func testBuilds() {} }
