@@ -149,6 +149,22 @@ final class BadRequestTests: XCTestCase {
         try expect(200, "POST / HTTP/1.1\r\n\(host)Content-Length: 10000\r\n\r\n\(body)", closes: false, "10000 bytes fit in 10k")
     }
 
+    func testRejectedConnectionsAreAllClosed() throws {
+        let st = try Self.shared.get()
+        for bytes in ["GET / HTTP/1.1\r\n\(host)Host: x\r\n\r\n", "GET / HTTP/1.1\r\n\(host)X: a\r\n b\r\n\r\n",
+                      "POST / HTTP/1.1\r\n\(host)Transfer-Encoding: foo, chunked\r\n\r\n", "\u{1}\u{2}\u{3}\r\n\r\n"] {
+            for _ in 0..<5 {
+                let c = try RawClient(port: st.server.httpPort, timeout: 5)
+                try c.send(bytes)
+                _ = try? c.readResponse()
+                c.close()
+            }
+        }
+        let drained = waitUntil(timeout: 5) { (try? st.server.metric("portico_open_connections")) == 0 }
+        XCTAssertTrue(drained, "portico_open_connections back to 0: \(String(describing: try? st.server.metric("portico_open_connections")))")
+        XCTAssertTrue(st.server.process.isRunning)
+    }
+
     func testSlowHeadersAre408() throws {
         let st = try Self.shared.get()
         let c = try RawClient(port: st.server.httpPort, timeout: 6)

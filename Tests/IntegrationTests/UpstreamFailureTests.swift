@@ -7,6 +7,7 @@ import XCTest
 final class UpstreamFailureTests: XCTestCase {
     struct State {
         var server: PorticoServer
+        var closedPort: UInt16
     }
 
     static let shared = SharedFixture<State> { fx in
@@ -41,7 +42,8 @@ final class UpstreamFailureTests: XCTestCase {
             ---
             \(Manifest.ingress("orphan", rules: [.init(host: "orphan.test", [.init("/", "Prefix", "svc-orphan")])]))
             """)
-        return State(server: try fx.serve([m, orphan], ["--upstream-timeout", "1s", "--upstream-connect-timeout", "1s"]))
+        return State(server: try fx.serve([m, orphan], ["--upstream-timeout", "1s", "--upstream-connect-timeout", "1s"]),
+                     closedPort: closedPort)
     }
 
     override class func tearDown() {
@@ -101,6 +103,24 @@ final class UpstreamFailureTests: XCTestCase {
         let codes = r.bodyText.split(separator: "\n").map(String.init)
         XCTAssertEqual(codes.count, 20, r.stderr)
         XCTAssertEqual(codes.filter { $0 != "200" }, [], "every GET succeeds on the live endpoint")
+    }
+
+    func testConnectFailureIsLoggedWithTheEndpoint() throws {
+        let st = try Self.shared.get()
+        _ = try? get("down.test")
+        let endpoint = "127.0.0.1:\(st.closedPort)"
+        XCTAssertTrue(waitUntil(timeout: 5) { st.server.process.stderr.contains(endpoint) },
+                      "the log names the endpoint \(endpoint):\n\(st.server.process.stderrTail())")
+    }
+
+    func testDeadEndpointIsEjected() throws {
+        let st = try Self.shared.get()
+        let url = st.server.base + "/eject"
+        var args = ["-H", "Host: half.test"]
+        for _ in 0..<12 { args += ["-o", "/dev/null", url] }
+        _ = try Curl.run(args, maxTime: 60)
+        let ejections = try st.server.metric("portico_endpoint_ejections_total") ?? 0
+        XCTAssertGreaterThanOrEqual(ejections, 1, "--eject-after 3 (default): the refusing endpoint is ejected")
     }
 
     func testProxyKeepsServingAfterFailures() throws {
