@@ -48,7 +48,7 @@ final class ConnectionTests: XCTestCase {
     func testPipelinedRequestsAnswerInOrder() throws {
         let st = try Self.shared.get()
         let c = try RawClient(port: st.server.httpPort)
-        // Two requests in one write; the second is slow-free, the first delayed, order must hold.
+        // Two requests in one write, the first delayed by the backend: the answers still come in order.
         try c.send("GET /one HTTP/1.1\r\nHost: conn.test\r\nX-Echo-Delay-Ms: 200\r\n\r\n"
             + "GET /two HTTP/1.1\r\nHost: conn.test\r\n\r\n")
         let r1 = try c.readResponse()
