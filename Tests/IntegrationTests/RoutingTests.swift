@@ -11,6 +11,8 @@ final class RoutingTests: XCTestCase {
         var plain: PorticoServer
         /// The same manifests plus an Ingress whose defaultBackend is `svc-e`.
         var withDefault: PorticoServer
+        /// The manifest directory both servers read.
+        var manifests: String
     }
 
     static let shared = SharedFixture<State> { fx in
@@ -55,7 +57,7 @@ final class RoutingTests: XCTestCase {
         let fallback = try fx.dir.write("fallback.yaml", Manifest.ingress("fallback", defaultBackend: "svc-e", rules: []))
         let plain = try fx.serve([dirA], name: "serve-plain")
         let withDefault = try fx.serve([dirA, fallback], name: "serve-default")
-        return State(plain: plain, withDefault: withDefault)
+        return State(plain: plain, withDefault: withDefault, manifests: dirA)
     }
 
     override class func tearDown() {
@@ -182,6 +184,21 @@ final class RoutingTests: XCTestCase {
     func testOtherIngressClassIsNotServed() throws {
         try assertRoute("other.test", "/", "404", "ingressClassName nginx is not ours")
         try assertRoute("foo.test", "/foreign", "a", "a foreign Ingress's rule does not merge in")
+    }
+
+    func testIngressClassFlagSelectsWhichIngressesAreServed() throws {
+        let st = try Self.shared.get()
+        let fx = try Fixture()
+        defer { fx.stop() }
+        let nginxClass = try fx.serve([st.manifests], ["--ingress-class", "nginx"], name: "serve-nginx-class")
+        func via(_ host: String, _ path: String) throws -> String {
+            let r = try Curl.request(nginxClass.base + path, host: host)
+            return r.status == 200 ? try EchoReply(r.body).name : String(r.status)
+        }
+        XCTAssertEqual(try via("other.test", "/"), "a", "--ingress-class nginx serves the nginx Ingress")
+        XCTAssertEqual(try via("foo.test", "/foreign"), "e", "and its rules")
+        XCTAssertEqual(try via("foo.test", "/foo"), "404", "not the portico-class Ingress")
+        XCTAssertEqual(try via("foo.test", "/merged"), "e", "Ingresses without a class are served by every class")
     }
 
     func testUnmatchedHostIs404WithAShortPlainBody() throws {
