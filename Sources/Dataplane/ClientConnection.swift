@@ -391,8 +391,14 @@ final class ClientConnection: Channel {
         let wasReused = up.reused
         upstream = nil
         if up.fd >= 0 { up.closeIdle() }
-        let retryable = !responseStarted && retainedHead > 0 && method.isIdempotent
-            && { if case .timeout = reason { return false }; return true }()
+        // Retry only what cannot have been processed twice: an idempotent, bodiless request
+        // whose try failed to connect or was cut off before any response byte.
+        var safeReason = true
+        switch reason {
+        case .timeout, .invalidResponse: safeReason = false
+        default: break
+        }
+        let retryable = !responseStarted && retainedHead > 0 && method.isIdempotent && safeReason
         if retryable && (tries < worker.config.tries || (wasReused && tries <= worker.config.tries)) {
             worker.log.info("upstream \(endpoint.name) (\(state.backend.label)): \(reason.text); retrying \(methodText) \(targetText)")
             attempt()

@@ -50,6 +50,7 @@ final class UpstreamConnection: Channel {
             let err = Socket.connectResult(fd)
             if err != 0 {
                 owner.upstreamFailed(self, reason: .connect(err))
+                owner.drive()
                 return
             }
             connected = true
@@ -77,6 +78,8 @@ final class UpstreamConnection: Channel {
         if !inBuf.isEmpty || worker.draining || isClosed {
             closeIdle(); return
         }
+        // A connection whose backend was replaced by a newer RouteTable is not pooled.
+        if backendState.retired { closeIdle(); return }
         var list = backendState.idle[endpointIndex]
         if list.count >= worker.config.upstreamKeepalive { closeIdle(); return }
         inPool = true
@@ -94,6 +97,7 @@ final class UpstreamConnection: Channel {
 
     private func removeFromPool() {
         inPool = false
+        guard !backendState.retired else { return }
         var list = backendState.idle[endpointIndex]
         if let i = list.firstIndex(where: { $0 === self }) {
             list.remove(at: i)

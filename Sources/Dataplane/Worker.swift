@@ -13,6 +13,9 @@ final class BackendState {
     let picker: EndpointPicker
     /// Idle upstream connections per endpoint index (most recently used last).
     var idle: [[UpstreamConnection]]
+    /// Set when a newer RouteTable replaced this state: exchanges still using it finish, but
+    /// their connections are no longer pooled here.
+    var retired = false
 
     init(backend: Backend, index: Int32, health: HealthPolicy, seed: UInt64) {
         self.backend = backend
@@ -126,10 +129,15 @@ public final class Worker {
                     }
                 }
                 prev.idle = []
+                prev.retired = true
             }
             fresh.append(state)
         }
-        for (_, gone) in old { for conns in gone.idle { for c in conns { c.closeIdle() } }; gone.idle = [] }
+        for (_, gone) in old {
+            for conns in gone.idle { for c in conns { c.closeIdle() } }
+            gone.idle = []
+            gone.retired = true
+        }
         table = newTable
         backends = fresh
         stats.configure(ingresses: newTable.ingresses, backends: newTable.backends.map { $0.label })
