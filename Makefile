@@ -3,8 +3,8 @@
 #   make test   build and run every test (unit and end-to-end)
 
 SHELL := /bin/bash
-RUN_PACKAGES  := libssl-dev curl
-TEST_PACKAGES := curl libssl-dev
+RUN_PACKAGES  := libssl-dev libsqlite3-dev curl
+TEST_PACKAGES := curl libssl-dev libsqlite3-dev openssl
 RELEASE_BIN   := .build/release/portico
 FUZZ_SECONDS  ?= 60
 ANCHORS       ?= ../shared/bench/anchors.sh
