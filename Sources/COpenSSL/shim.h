@@ -108,8 +108,9 @@ static inline EVP_PKEY *portico_ec_p256_keygen(void) {
     return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
 }
 
-/// A self-signed certificate for `key` with subject CN `cn`, valid from now for `days`.
-static inline X509 *portico_self_signed(EVP_PKEY *key, const char *cn, long days) {
+/// A self-signed certificate for `key` with subject CN `cn`, valid from now + `not_before`
+/// seconds to now + `not_after` seconds.
+static inline X509 *portico_self_signed(EVP_PKEY *key, const char *cn, long not_before, long not_after) {
     X509 *x = X509_new();
     if (!x) return NULL;
     unsigned char serial[16];
@@ -123,8 +124,8 @@ static inline X509 *portico_self_signed(EVP_PKEY *key, const char *cn, long days
     if (!sn || X509_set_serialNumber(x, sn) != 1) goto fail;
     ASN1_INTEGER_free(sn); sn = NULL;
     if (X509_set_version(x, 2) != 1) goto fail;
-    if (!X509_gmtime_adj(X509_getm_notBefore(x), -300)) goto fail;
-    if (!X509_gmtime_adj(X509_getm_notAfter(x), days * 86400L)) goto fail;
+    if (!X509_gmtime_adj(X509_getm_notBefore(x), not_before)) goto fail;
+    if (!X509_gmtime_adj(X509_getm_notAfter(x), not_after)) goto fail;
     if (X509_set_pubkey(x, key) != 1) goto fail;
     X509_NAME *name = X509_get_subject_name(x);
     if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) != 1) goto fail;

@@ -149,14 +149,21 @@ public final class TLSServerContext: @unchecked Sendable {
     static let selfSignedName = "portico default certificate"
 
     static func selfSigned() -> PEMCertificate? {
-        guard let key = portico_ec_p256_keygen() else { return nil }
-        guard let cert = portico_self_signed(key, selfSignedName, 365) else { EVP_PKEY_free(key); return nil }
-        defer { X509_free(cert); EVP_PKEY_free(key) }
-        // Through PEM so that PEMCertificate owns its objects the one way it always does.
-        guard let certPEM = pem({ PEM_write_bio_X509($0, cert) }),
-              let keyPEM = pem({ PEM_write_bio_PrivateKey($0, key, nil, nil, 0, nil, nil) }) else { return nil }
+        guard let (certPEM, keyPEM) = selfSignedPEM(commonName: selfSignedName, notBefore: -300, notAfter: 365 * 86400) else { return nil }
         if case .success(let c) = PEMCertificate.load(certPEM: certPEM, keyPEM: keyPEM) { return c }
         return nil
+    }
+
+    /// A self-signed ECDSA P-256 certificate and key as PEM, valid from now + `notBefore` to
+    /// now + `notAfter` seconds (tests use it for expired and not-yet-valid certificates).
+    static func selfSignedPEM(commonName: String, notBefore: Int, notAfter: Int) -> (cert: [UInt8], key: [UInt8])? {
+        guard let key = portico_ec_p256_keygen() else { return nil }
+        defer { EVP_PKEY_free(key) }
+        guard let cert = portico_self_signed(key, commonName, notBefore, notAfter) else { return nil }
+        defer { X509_free(cert) }
+        guard let certPEM = pem({ PEM_write_bio_X509($0, cert) }),
+              let keyPEM = pem({ PEM_write_bio_PrivateKey($0, key, nil, nil, 0, nil, nil) }) else { return nil }
+        return (certPEM, keyPEM)
     }
 
     static func pem(_ write: (OpaquePointer) -> Int32) -> [UInt8]? {
