@@ -1,6 +1,7 @@
 import CSystem
 import HTTP1
 import Reactor
+import TLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,7 +22,7 @@ import Glibc
 /// bytes straight from one socket's read buffer to the other socket (writev with the generated
 /// head), so a body is never copied and a slow reader stops reading on the other side.
 final class ClientConnection: Channel {
-    enum State { case idle, readingHead, proxying, responding, lingering, tunnel }
+    enum State { case handshaking, idle, readingHead, proxying, responding, lingering, tunnel }
 
     unowned(unsafe) let worker: Worker
     let peer: SocketAddress?
@@ -34,6 +35,9 @@ final class ClientConnection: Channel {
     var inBuf: Buffer?
     /// Bytes the proxy generated for the client (response heads, its own responses).
     let out = Buffer(capacity: 512)
+    /// The TLS session of an https connection (nil for plain HTTP).
+    private var tls: TLSSession?
+    private let isTLS: Bool
     private var parser: RequestParser
     private var head = RequestHead()
     private let peerIP: [UInt8]
@@ -80,9 +84,11 @@ final class ClientConnection: Channel {
     private var logFields = Buffer(capacity: 256)
     private var logMethod = 0..<0, logHost = 0..<0, logTarget = 0..<0, logRequestID = 0..<0
 
-    init(fd: Int32, peer: SocketAddress?, worker: Worker) {
+    init(fd: Int32, peer: SocketAddress?, worker: Worker, tls: TLSServerContext? = nil) {
         self.worker = worker
         self.peer = peer
+        self.isTLS = tls != nil
+        self.tls = tls.map { TLSSession(server: $0, fd: fd) }
         self.parser = RequestParser(limits: worker.config.limits)
         self.reqChunked = ChunkedDecoder(maxExtension: worker.config.limits.maxChunkExtension)
         self.respChunked = ChunkedDecoder(maxExtension: worker.config.limits.maxChunkExtension)
@@ -99,7 +105,59 @@ final class ClientConnection: Channel {
     var isIdle: Bool { state == .idle && (inBuf?.isEmpty ?? true) }
 
     func start() {
-        worker.keepaliveTimer.arm(self)
+        if tls != nil {
+            // The handshake has the header timeout: a client that stalls in it is dropped.
+            state = .handshaking
+            worker.headerTimer.arm(self)
+        } else {
+            worker.keepaliveTimer.arm(self)
+        }
+    }
+
+    // MARK: transport (plain or TLS; one branch, no existential)
+
+    @inline(__always) private func clientRead(_ buf: Buffer, minSpace: Int) -> IOResult {
+        if let t = tls { return t.read(into: buf, minSpace: minSpace) }
+        return Socket.read(fd, into: buf, minSpace: minSpace)
+    }
+
+    @inline(__always) private func clientWrite(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
+        if let t = tls { return t.write(a, b) }
+        return Socket.write(fd, a, b)
+    }
+
+    @inline(__always) private func clientWrite(_ a: UnsafeRawBufferPointer) -> IOResult {
+        if let t = tls { return t.write(a) }
+        return Socket.write(fd, a)
+    }
+
+    /// A read that filled less than the space offered drained a plain socket; with TLS,
+    /// OpenSSL may still hold decrypted bytes, so only `.wouldBlock` ends reading.
+    @inline(__always) private func drainedAfterShortRead(_ n: Int, _ space: Int) -> Bool {
+        tls == nil && n < space
+    }
+
+    private func continueHandshake() -> Bool {
+        guard let t = tls else { state = .idle; return true }
+        switch t.handshake() {
+        case .done:
+            state = .idle
+            worker.keepaliveTimer.arm(self)
+            return true
+        case .wantRead, .wantWrite:
+            return false
+        case .plainHTTP:
+            // As nginx: answer in plain text on the TLS port, then close.
+            tls = nil
+            state = .readingHead
+            worker.log.info("\(peerText): plain HTTP request on the TLS port")
+            respondError(400, "The plain HTTP request was sent to HTTPS port", close: true)
+            return true
+        case .failed(let reason):
+            worker.log.info("\(peerText): TLS handshake failed: \(reason)")
+            close()
+            return false
+        }
     }
 
     // MARK: events
@@ -108,6 +166,11 @@ final class ClientConnection: Channel {
         if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { canRead = true }
         if events & EPOLLRDHUP.rawValue != 0 { peerClosed = true }
         if events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { canWrite = true }
+        if tls != nil {
+            // OpenSSL may need to write to read, or read to write (handshake, key updates).
+            canRead = true
+            canWrite = true
+        }
         drive()
     }
 
@@ -116,6 +179,8 @@ final class ClientConnection: Channel {
     func drive() {
         while !isClosed {
             switch state {
+            case .handshaking:
+                if !continueHandshake() { return }
             case .idle, .readingHead:
                 if !readHead() { return }
             case .proxying:
@@ -142,7 +207,8 @@ final class ClientConnection: Channel {
 
     override func handleTimeout() {
         switch state {
-        case .idle, .lingering, .tunnel:
+        case .idle, .lingering, .tunnel, .handshaking:
+            if state == .handshaking { worker.log.info("\(peerText): TLS handshake timed out") }
             close()
         case .readingHead:
             respondError(408, "request header timeout", close: true)
@@ -191,9 +257,9 @@ final class ClientConnection: Channel {
             if inBuf == nil { inBuf = worker.pool.take() }
             let buf = inBuf!
             let space = max(buf.writableCount, 4096)
-            switch Socket.read(fd, into: buf, minSpace: 4096) {
+            switch clientRead(buf, minSpace: 4096) {
             case .bytes(let n):
-                if n < space { canRead = false }
+                if drainedAfterShortRead(n, space) { canRead = false }
             case .wouldBlock:
                 canRead = false
                 if state == .idle { releaseInBuffer() }
@@ -487,10 +553,10 @@ final class ClientConnection: Channel {
             }
         }
         o.append(peerIP)
-        o.append("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ")
+        o.append(isTLS ? "\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: " : "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ")
         if let h = head.host { o.append(bytes, h) }
         o.append("\r\nX-Forwarded-Port: ")
-        o.append(worker.listenPortText)
+        o.append(isTLS ? worker.httpsPortText : worker.listenPortText)
         o.append("\r\nX-Real-IP: ")
         o.append(peerIP)
         o.append("\r\n")
@@ -576,10 +642,10 @@ final class ClientConnection: Channel {
                 return
             }
             let space = max(buf.writableCount, 16384)
-            switch Socket.read(fd, into: buf, minSpace: 16384) {
+            switch clientRead(buf, minSpace: 16384) {
             case .bytes(let n):
                 bytesIn &+= UInt64(n)
-                if n < space { canRead = false }
+                if drainedAfterShortRead(n, space) { canRead = false }
                 if hasTimer { cancelTimer() }
                 accountRequestBody()
                 if state != .proxying || upstream == nil { return }
@@ -607,7 +673,7 @@ final class ClientConnection: Channel {
                 guard canWrite else { worker.sendTimer.arm(self); return }
                 let a = out.readable
                 let b = UnsafeRawBufferPointer(start: up.inBuf.readable.baseAddress, count: respForwardable)
-                switch Socket.write(fd, a, b) {
+                switch clientWrite(a, b) {
                 case .bytes(let n):
                     bytesOut &+= UInt64(n)
                     let fromA = min(n, a.count)
@@ -914,7 +980,7 @@ let ms = portico_wall_millis()
     private func flushOut() -> Bool {
         while out.readableCount > 0 {
             guard canWrite else { worker.sendTimer.arm(self); return false }
-            switch Socket.write(fd, out.readable) {
+            switch clientWrite(out.readable) {
             case .bytes(let n):
                 out.consume(n)
                 if out.readableCount > 0 { canWrite = false }
@@ -929,6 +995,7 @@ let ms = portico_wall_millis()
         if !keepAliveAfter {
             // Half-close and drain what the client still sends, so the response is not lost
             // to a reset (nginx's lingering close).
+            tls?.shutdown()
             shutdown(fd, Int32(SHUT_WR))
             state = .lingering
             worker.lingerTimer.arm(self)
@@ -943,7 +1010,7 @@ let ms = portico_wall_millis()
         inBuf = buf
         while canRead {
             buf.clear()
-            switch Socket.read(fd, into: buf, minSpace: 4096) {
+            switch Socket.read(fd, into: buf, minSpace: 4096) {  // raw: after close_notify only draining
             case .bytes: continue
             case .wouldBlock: canRead = false
             case .eof, .error: close(); return
@@ -962,7 +1029,7 @@ let ms = portico_wall_millis()
             // upstream -> client
             if out.readableCount > 0 || !up.inBuf.isEmpty {
                 if canWrite {
-                    switch Socket.write(fd, out.readable, up.inBuf.readable) {
+                    switch clientWrite(out.readable, up.inBuf.readable) {
                     case .bytes(let n):
                         let fromA = min(n, out.readableCount)
                         out.consume(fromA)
@@ -994,7 +1061,7 @@ let ms = portico_wall_millis()
                     }
                 }
             } else if canRead {
-                switch Socket.read(fd, into: buf, minSpace: 16384) {
+                switch clientRead(buf, minSpace: 16384) {
                 case .bytes: progress = true
                 case .wouldBlock: canRead = false
                 case .eof, .error: endTunnel(); return

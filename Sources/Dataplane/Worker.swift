@@ -1,6 +1,7 @@
 import CSystem
 import HTTP1
 import Reactor
+import TLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -38,9 +39,11 @@ public final class Worker {
     var accessLog: AccessLog?
     private(set) var table: RouteTable = .empty
     private(set) var backends: [BackendState] = []
-    private var listener: Listener?
+    private var listeners: [Listener] = []
     private(set) var listenPort: UInt16 = 0
     var listenPortText: [UInt8] = []
+    private(set) var httpsPort: UInt16 = 0
+    var httpsPortText: [UInt8] = []
 
     // Live client connections (slot map: O(1) insert and remove), for draining.
     private var connections: [ClientConnection] = []
@@ -85,14 +88,20 @@ public final class Worker {
         }
     }
 
-    /// Binds this worker's listener (SO_REUSEPORT, so each worker has its own accept queue).
-    public func bind(address: SocketAddress) throws -> SocketAddress {
+    /// Binds one of this worker's listeners (SO_REUSEPORT, so each worker has its own accept
+    /// queue); with a TLS context it is an https listener.
+    public func bind(address: SocketAddress, tls: TLSServerContext? = nil) throws -> SocketAddress {
         let fd = try Socket.listen(address, reusePort: true)
         let bound = Socket.localAddress(fd) ?? address
-        listenPort = bound.port
-        listenPortText = Array(String(bound.port).utf8)
-        let l = Listener(fd: fd, worker: self)
-        listener = l
+        if tls == nil {
+            listenPort = bound.port
+            listenPortText = Array(String(bound.port).utf8)
+        } else {
+            httpsPort = bound.port
+            httpsPortText = Array(String(bound.port).utf8)
+        }
+        let l = Listener(fd: fd, worker: self, tls: tls)
+        listeners.append(l)
         loop.register(l, events: EPOLLIN.rawValue)
         return bound
     }
@@ -151,13 +160,13 @@ public final class Worker {
         config.maxConnections > 0 && connections.count >= config.maxConnections
     }
 
-    func accepted(fd: Int32, peer: inout sockaddr_storage) {
+    func accepted(fd: Int32, peer: inout sockaddr_storage, tls: TLSServerContext?) {
         if draining { Glibc.close(fd); return }
         Socket.setNoDelay(fd)
         let address = withUnsafeBytes(of: &peer) {
             SocketAddress(storage: $0.baseAddress!, length: MemoryLayout<sockaddr_storage>.size)
         }
-        let conn = ClientConnection(fd: fd, peer: address, worker: self)
+        let conn = ClientConnection(fd: fd, peer: address, worker: self, tls: tls)
         conn.slot = connections.count
         connections.append(conn)
         stats.connectionOpened()
@@ -175,7 +184,7 @@ public final class Worker {
         }
         conn.slot = -1
         stats.connectionClosed()
-        listener?.connectionFreed()
+        for l in listeners { l.connectionFreed() }
     }
 
     func backendState(_ index: Int32) -> BackendState { backends[Int(index)] }
@@ -189,7 +198,8 @@ public final class Worker {
         guard !draining else { return }
         draining = true
         drainDeadline = loop.now &+ config.drainTimeout
-        if let l = listener { loop.close(l); listener = nil }
+        for l in listeners { loop.close(l) }
+        listeners = []
         for c in connections where c.isIdle { c.close() }
         for b in backends { for conns in b.idle { for c in conns { c.closeIdle() } }; b.idle = [] }
         // A timer wakes the loop so the deadline is noticed even with no traffic.

@@ -83,6 +83,10 @@ final class ControlLoop {
         switch source.compile(generation: next) {
         case .success(let table):
             generation = next
+            if let ctx = proxy.tls {
+                // New handshakes use the new certificates at once; open connections keep theirs.
+                for p in ctx.update(table.certificates) { p.isWarning ? log.warning(p.description) : log.error(p.description) }
+            }
             proxy.publish(table)
             log.info("reloaded (\(reason)): \(table.ingresses.count) ingress(es), \(table.backends.count) backend(s), generation \(next)")
         case .failure(let problems):
