@@ -52,6 +52,8 @@ final class ClientConnection: Channel {
     private var tries = 0
     private var affinityKey: UInt64? = nil
     private var setAffinityCookie = false
+    /// Strict-Transport-Security for this response (https hosts with the annotation).
+    private var hsts: (maxAge: Int, includeSubdomains: Bool)? = nil
     private var retainedHead = 0
     private var reqChunked: ChunkedDecoder
     private var reqRemaining: UInt64 = 0
@@ -316,6 +318,15 @@ final class ClientConnection: Channel {
 
         // Route.
         let hostBytes = head.host.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) } ?? UnsafeRawBufferPointer(start: nil, count: 0)
+        hsts = nil
+        if worker.httpsPort != 0, let h = head.host {
+            let policy = worker.table.tlsPolicy(host: hostBytes)
+            if !isTLS && policy.redirectToHTTPS {
+                redirectToHTTPS(bytes, host: h)
+                return
+            }
+            if isTLS, let age = policy.hstsMaxAge { hsts = (age, policy.hstsIncludeSubdomains) }
+        }
         let pathBytes = UnsafeRawBufferPointer(rebasing: bytes[head.path])
         match = worker.table.route(host: hostBytes, path: pathBytes)
         guard match.isFound else {
@@ -839,6 +850,12 @@ final class ClientConnection: Channel {
                     out.append("Connection: keep-alive\r\n")
                 }
             }
+            if let h = hsts {
+                out.append("Strict-Transport-Security: max-age=")
+                out.appendDecimal(UInt64(h.maxAge))
+                if h.includeSubdomains { out.append("; includeSubDomains") }
+                out.append("\r\n")
+            }
             if setAffinityCookie, case .cookie(let name, let maxAge) = backendState!.backend.affinity, let key = affinityKey {
                 out.append("Set-Cookie: ")
                 out.append(string: name)
@@ -938,6 +955,31 @@ let ms = portico_wall_millis()
 
     /// Queues a response the proxy writes itself (Date, Server, Content-Length, a short reason).
     func respondError(_ code: Int, _ reason: String, close: Bool) {
+        respond(code, reason, close: close, extraHeaders: nil)
+    }
+
+    /// `308` to the same URL on https (ingress controllers' default for a host with TLS).
+    private func redirectToHTTPS(_ bytes: UnsafeRawBufferPointer, host: Range<Int>) {
+        var lines: [UInt8] = Array("Location: https://".utf8)
+        // The host without its port (an IPv6 literal keeps its brackets).
+        var end = host.upperBound
+        if let colon = host.reversed().first(where: { bytes[$0] == 0x3A }),
+           bytes[host.lowerBound] != 0x5B || (colon > host.lowerBound && bytes[colon - 1] == 0x5D) {
+            end = colon
+        }
+        lines.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[host.lowerBound..<end]))
+        if worker.httpsPort != 443 { lines.append(0x3A); lines.append(contentsOf: worker.httpsPortText) }
+        if head.target.lowerBound == head.path.lowerBound {
+            lines.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[head.target]))
+        } else {
+            if head.path.isEmpty { lines.append(0x2F) } else { lines.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[head.path])) }
+            if !head.query.isEmpty { lines.append(0x3F); lines.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[head.query])) }
+        }
+        lines.append(contentsOf: Array("\r\n".utf8))
+        respond(308, "redirecting to https", close: !reqBodyDone, extraHeaders: lines)
+    }
+
+    private func respond(_ code: Int, _ reason: String, close: Bool, extraHeaders: [UInt8]?) {
         abortUpstream()
         status = code
         out.clear()
@@ -955,7 +997,9 @@ let ms = portico_wall_millis()
             out.append("\r\nConnection: close")
             keepAliveAfter = false
         }
-        out.append("\r\n\r\n")
+        out.append("\r\n")
+        if let extra = extraHeaders { out.append(extra) }
+        out.append("\r\n")
         if method != .head || state == .readingHead {
             out.append(string: reason)
             out.append(byte: 0x0A)
