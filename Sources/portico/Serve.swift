@@ -199,7 +199,7 @@ struct Serve: ParsableCommand {
         control.watch()
         proxy.start()
         let httpsText = proxy.boundTLSAddress.map { " https=\($0)" } ?? ""
-        log.info("listening http=\(proxy.boundAddress)\(httpsText) admin=\(adminServer.boundAddress) workers=\(config.workers) routes=\(initial.ingresses.count) ingress(es), \(initial.backends.count) backend(s)")
+        log.info("listening http=\(proxy.boundAddress) admin=\(adminServer.boundAddress)\(httpsText) workers=\(config.workers) routes=\(initial.ingresses.count) ingress(es), \(initial.backends.count) backend(s)")
         loop.run()
         proxy.wait()
         log.info("stopped")
