@@ -335,6 +335,10 @@ final class ClientConnection: Channel {
         }
         let state = worker.backendState(match.backend)
         backendState = state
+        if let e = state.tlsClientError {
+            respondError(502, "cannot speak TLS to \(state.backend.label): \(e)", close: !reqBodyDone)
+            return
+        }
         guard !state.backend.endpoints.isEmpty else {
             respondError(503, "no endpoints available for service \(state.backend.namespace)/\(state.backend.service)", close: !reqBodyDone)
             return
@@ -626,7 +630,7 @@ final class ClientConnection: Channel {
                 guard up.canWrite else { return }
                 let a = up.out.readable
                 let b = UnsafeRawBufferPointer(start: buf.readable.baseAddress, count: reqForwardable)
-                switch Socket.write(up.fd, a, b) {
+                switch up.write(a, b) {
                 case .bytes(let n):
                     let fromA = min(n, a.count)
                     up.out.consume(fromA)
@@ -710,9 +714,9 @@ final class ClientConnection: Channel {
             }
             guard up.canRead else { return }
             let space = max(up.inBuf.writableCount, 16384)
-            switch Socket.read(up.fd, into: up.inBuf, minSpace: 16384) {
+            switch up.read(minSpace: 16384) {
             case .bytes(let n):
-                if n < space { up.canRead = false }
+                if n < space && up.tls == nil { up.canRead = false }
                 worker.upstreamTimer.arm(up)
                 if !respHeadDone {
                     if !parseResponseHead(up) { return }
@@ -1085,7 +1089,7 @@ let ms = portico_wall_millis()
                     }
                 }
             } else if up.canRead {
-                switch Socket.read(up.fd, into: up.inBuf, minSpace: 16384) {
+                switch up.read(minSpace: 16384) {
                 case .bytes: progress = true
                 case .wouldBlock: up.canRead = false
                 case .eof, .error: endTunnel(); return
@@ -1095,7 +1099,7 @@ let ms = portico_wall_millis()
             guard let buf = inBuf else { inBuf = worker.pool.take(); progress = true; continue }
             if !buf.isEmpty {
                 if up.canWrite {
-                    switch Socket.write(up.fd, buf.readable) {
+                    switch up.write(buf.readable, UnsafeRawBufferPointer(start: nil, count: 0)) {
                     case .bytes(let n):
                         buf.consume(n)
                         bytesIn &+= UInt64(n)

@@ -17,12 +17,28 @@ final class BackendState {
     /// Set when a newer RouteTable replaced this state: exchanges still using it finish, but
     /// their connections are no longer pooled here.
     var retired = false
+    /// The OpenSSL client context for a backend spoken to over TLS (`portico.io/backend-protocol: HTTPS`).
+    let tlsClient: TLSClientContext?
+    /// Why the client context could not be made (every request then answers 502).
+    let tlsClientError: String?
 
     init(backend: Backend, index: Int32, health: HealthPolicy, seed: UInt64) {
         self.backend = backend
         self.index = index
         self.picker = EndpointPicker(backend: backend, health: health, seed: seed)
         self.idle = Array(repeating: [], count: backend.endpoints.count)
+        if let u = backend.upstreamTLS {
+            do {
+                tlsClient = try TLSClientContext(verify: u.verify, caPEM: u.caPEM)
+                tlsClientError = nil
+            } catch {
+                tlsClient = nil
+                tlsClientError = "\(error)"
+            }
+        } else {
+            tlsClient = nil
+            tlsClientError = nil
+        }
     }
 }
 
