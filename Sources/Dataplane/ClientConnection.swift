@@ -696,7 +696,7 @@ final class ClientConnection: Channel {
                     let fromB = n - fromA
                     if fromB > 0 { up.inBuf.consume(fromB); respForwardable -= fromB }
                     if n < a.count + b.count { canWrite = false; worker.sendTimer.arm(self); return }
-                    if hasTimer && timerQueue === worker.sendTimer { cancelTimer() }
+                    if isTimer(on: worker.sendTimer) { cancelTimer() }
                 case .wouldBlock:
                     canWrite = false
                     worker.sendTimer.arm(self)
@@ -1039,7 +1039,7 @@ let ms = portico_wall_millis()
                 return false
             }
         }
-        if hasTimer && timerQueue === worker.sendTimer { cancelTimer() }
+        if isTimer(on: worker.sendTimer) { cancelTimer() }
         if !keepAliveAfter {
             // Half-close and drain what the client still sends, so the response is not lost
             // to a reset (nginx's lingering close).

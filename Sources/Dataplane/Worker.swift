@@ -64,6 +64,8 @@ public final class Worker {
     // Live client connections (slot map: O(1) insert and remove), for draining.
     private var connections: [ClientConnection] = []
     public private(set) var draining = false
+    /// Held here: a timer queue does not retain what it holds.
+    private var drainTicker: Channel?
     private var drainDeadline: UInt64 = 0
     var onStopped: (() -> Void)?
 
@@ -221,6 +223,7 @@ public final class Worker {
         // A timer wakes the loop so the deadline is noticed even with no traffic.
         let tick = loop.timerQueue(nanos: 100_000_000)
         let ticker = DrainTicker(worker: self, queue: tick)
+        drainTicker = ticker
         tick.arm(ticker)
         checkDrained()
     }
@@ -273,14 +276,18 @@ private final class DrainTicker: Channel {
 }
 
 extension Buffer {
-    /// Exactly 16 lowercase hex digits.
+    /// Exactly 16 lowercase hex digits, written straight into the buffer.
     func appendHexFixed(_ v: UInt64) {
-        let hex: StaticString = "0123456789abcdef"
-        var shift: UInt64 = 60
-        while true {
-            append(byte: hex.utf8Start[Int((v >> shift) & 0xF)])
-            if shift == 0 { break }
-            shift -= 4
+        reserve(16)
+        let out = writable.baseAddress!
+        var x = v
+        var i = 15
+        while i >= 0 {
+            let d = UInt8(truncatingIfNeeded: x & 0xF)
+            out.storeBytes(of: d < 10 ? d &+ 0x30 : d &+ 0x57, toByteOffset: i, as: UInt8.self)
+            x >>= 4
+            i -= 1
         }
+        didWrite(16)
     }
 }

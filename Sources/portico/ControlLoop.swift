@@ -39,6 +39,7 @@ final class ControlLoop {
     private var draining = false
     private var signalChannel: SignalChannel?
     private var watcher: FileWatcher?
+    private var drainWaiter: Channel?
 
     init(loop: EventLoop, proxy: ProxyServer, source: ManifestSource, signalMask: sigset_t) {
         self.loop = loop
@@ -67,6 +68,7 @@ final class ControlLoop {
             proxy.drain()
             // The control loop ends once the workers have drained (checked by a short timer).
             let waiter = DrainWaiter(control: self, queue: loop.timerQueue(nanos: 50_000_000))
+            drainWaiter = waiter  // a timer queue does not retain what it holds
             waiter.queue.arm(waiter)
         default:
             break
