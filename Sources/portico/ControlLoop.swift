@@ -40,6 +40,7 @@ final class ControlLoop {
     private var signalChannel: SignalChannel?
     private var watcher: FileWatcher?
     private var drainWaiter: Channel?
+    private var housekeeping: Channel?
 
     init(loop: EventLoop, proxy: ProxyServer, source: ManifestSource, signalMask: sigset_t) {
         self.loop = loop
@@ -50,6 +51,14 @@ final class ControlLoop {
         let channel = SignalChannel(fd: fd, control: self)
         signalChannel = channel
         loop.register(channel, events: EPOLLIN.rawValue)
+    }
+
+    /// Every few seconds, give freed heap pages back to the kernel: connection buffers freed by
+    /// thousands of idle or closed connections otherwise stay in the process's RSS.
+    func startHousekeeping() {
+        let trim = HousekeepingTimer(queue: loop.timerQueue(nanos: 5_000_000_000))
+        housekeeping = trim
+        trim.queue.arm(trim)
     }
 
     func watch() {
@@ -111,6 +120,18 @@ final class ControlLoop {
         default:
             return .now(.text(404, "not found: try /healthz, /readyz, /metrics or /routes\n"))
         }
+    }
+}
+
+private final class HousekeepingTimer: Channel {
+    let queue: TimerQueue
+    init(queue: TimerQueue) {
+        self.queue = queue
+        super.init(fd: -1)
+    }
+    override func handleTimeout() {
+        _ = portico_malloc_trim()
+        queue.arm(self)
     }
 }
 

@@ -197,6 +197,7 @@ struct Serve: ParsableCommand {
             throw ExitCode(1)
         }
         control.watch()
+        control.startHousekeeping()
         proxy.start()
         let httpsText = proxy.boundTLSAddress.map { " https=\($0)" } ?? ""
         log.info("listening http=\(proxy.boundAddress) admin=\(adminServer.boundAddress)\(httpsText) workers=\(config.workers) routes=\(initial.ingresses.count) ingress(es), \(initial.backends.count) backend(s)")

@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <pthread.h>
 #include <time.h>
+#include <malloc.h>
 
 /// A counter written by one thread only and read by others: relaxed load+store, no lock prefix.
 static inline void portico_counter_add(uint64_t *p, uint64_t v) {
@@ -29,6 +30,9 @@ static inline void portico_counter_add(uint64_t *p, uint64_t v) {
 }
 static inline void portico_counter_set(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline uint64_t portico_counter_load(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+/// Returns freed heap pages to the kernel (glibc).
+static inline int portico_malloc_trim(void) { return malloc_trim(0); }
 
 /// Monotonic clock in nanoseconds.
 static inline uint64_t portico_now_ns(void) {
