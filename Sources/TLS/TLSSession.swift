@@ -140,7 +140,11 @@ public final class TLSSession {
 
     /// Reads decrypted bytes into the free space of `buffer` (growing it to at least `minSpace`).
     /// A clean close (close_notify) and a plain EOF are both `.eof`.
-    public func read(into buffer: Buffer, minSpace: Int) -> IOResult {
+    ///
+    /// One call returns at most one TLS record (up to 16 KiB); what did not fit stays decrypted
+    /// inside OpenSSL, where epoll cannot see it: read again until `.wouldBlock`, or check
+    /// `hasBufferedData`, before waiting for the socket to become readable.
+    public func read(into buffer: Buffer, minSpace: Int = 4096) -> IOResult {
         guard let ssl else { return .error(EBADF) }
         if buffer.writableCount < minSpace { buffer.reserve(minSpace) }
         let space = buffer.writable
@@ -192,6 +196,13 @@ public final class TLSSession {
     }
 
     // MARK: State
+
+    /// Whether OpenSSL holds received bytes not yet returned by `read` (a record that did not
+    /// fit the buffer, or more records already read from the socket).
+    public var hasBufferedData: Bool {
+        guard let ssl else { return false }
+        return SSL_has_pending(ssl) == 1
+    }
 
     /// The ALPN protocol agreed on, if any.
     public var negotiatedProtocol: String? {

@@ -75,6 +75,23 @@ final class TLSSessionPairTests: XCTestCase {
         XCTAssertEqual(pair.server.read(into: buffer, minSpace: 64), .eof)
     }
 
+    /// A record larger than the reader's space stays inside OpenSSL: hasBufferedData says so.
+    func testBufferedDataIsReported() throws {
+        let server = try TLSServerContext(defaultCertificate: certs.source("default", hosts: []), warn: { _ in })
+        let client = try TLSClientContext(verify: false, caPEM: nil)
+        let pair = makePair(server, client, serverName: nil)
+        defer { close(pair.fds.0); close(pair.fds.1) }
+        XCTAssertEqual(handshake(pair).0, .done)
+        let payload = [UInt8](repeating: 0x61, count: 10_000)
+        XCTAssertEqual(payload.withUnsafeBytes { pair.client.write($0) }, .bytes(10_000))
+        let small = Buffer(capacity: 64)
+        XCTAssertEqual(pair.server.read(into: small, minSpace: 64), .bytes(64))
+        XCTAssertTrue(pair.server.hasBufferedData)
+        let big = Buffer(capacity: 16384)
+        XCTAssertEqual(pair.server.read(into: big), .bytes(10_000 - 64))
+        XCTAssertFalse(pair.server.hasBufferedData)
+    }
+
     /// An EOF without close_notify after the handshake is an EOF too.
     func testPeerVanishingIsEOF() throws {
         let server = try TLSServerContext(defaultCertificate: certs.source("default", hosts: []), warn: { _ in })
