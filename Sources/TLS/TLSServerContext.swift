@@ -126,6 +126,9 @@ public final class TLSServerContext: @unchecked Sendable {
                     continue
                 }
                 owner[host] = source.name
+                if let leaf = SSL_CTX_get0_certificate(context.context), !CertificateStore.covers(leaf, host) {
+                    problems.append(TLSProblem(secret: source.name, message: "certificate does not cover host \(host); clients will reject it", isWarning: true))
+                }
                 if host.hasPrefix("*.") {
                     next.wildcard[String(host.dropFirst(2))] = context
                 } else {
@@ -264,6 +267,13 @@ final class CertificateStore {
         var h = host.lowercased()
         while h.hasSuffix(".") { h.removeLast() }
         return h.isEmpty ? nil : h
+    }
+
+    /// Whether the certificate's names (subjectAltName DNS, else the CN) match `host`; for
+    /// `*.example.com`, whether they match a name under it.
+    static func covers(_ leaf: OpaquePointer, _ host: String) -> Bool {
+        let probe = host.hasPrefix("*.") ? "x" + host.dropFirst() : Substring(host)
+        return String(probe).withCString { X509_check_host(leaf, $0, strlen($0), 0, nil) == 1 }
     }
 
     /// Exact host first, then a wildcard covering exactly the first label.
