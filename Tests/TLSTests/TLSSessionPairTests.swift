@@ -75,6 +75,34 @@ final class TLSSessionPairTests: XCTestCase {
         XCTAssertEqual(pair.server.read(into: buffer, minSpace: 64), .eof)
     }
 
+    /// write(a, b) with a body larger than one record: the caller advances through a then b
+    /// by the counts returned, and the peer gets exactly a + b.
+    func testTwoPartWritesDeliverBothInOrder() throws {
+        let server = try TLSServerContext(defaultCertificate: certs.source("default", hosts: []), warn: { _ in })
+        let client = try TLSClientContext(verify: false, caPEM: nil)
+        let pair = makePair(server, client, serverName: nil)
+        defer { close(pair.fds.0); close(pair.fds.1) }
+        XCTAssertEqual(handshake(pair).0, .done)
+        let head = Array("HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n".utf8)
+        let body = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 % 251) }
+        var offset = 0
+        let received = Buffer(capacity: 65536)
+        var rounds = 0
+        while (offset < head.count + body.count || received.readableCount < head.count + body.count) && rounds < 10_000 {
+            rounds += 1
+            if offset < head.count + body.count {
+                let result = head.withUnsafeBytes { h in body.withUnsafeBytes { b -> IOResult in
+                    let a = offset < head.count ? UnsafeRawBufferPointer(rebasing: h[offset...]) : UnsafeRawBufferPointer(start: nil, count: 0)
+                    let rest = UnsafeRawBufferPointer(rebasing: b[max(0, offset - head.count)...])
+                    return pair.server.write(a, rest)
+                } }
+                if case .bytes(let n) = result { offset += n } else { XCTAssertEqual(result, .wouldBlock) }
+            }
+            while case .bytes = pair.client.read(into: received, minSpace: 16384) {}
+        }
+        XCTAssertEqual(Array(received.readable), head + body)
+    }
+
     /// A record larger than the reader's space stays inside OpenSSL: hasBufferedData says so.
     func testBufferedDataIsReported() throws {
         let server = try TLSServerContext(defaultCertificate: certs.source("default", hosts: []), warn: { _ in })
