@@ -3,11 +3,9 @@
 #ifndef PORTICO_COPENSSL_SHIM_H
 #define PORTICO_COPENSSL_SHIM_H
 
-// The same feature macros as CSystem, so that the libc types both modules see (fd_set,
-// rusage …) have one definition; otherwise a target importing both does not compile.
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
+// No feature macros (_GNU_SOURCE …) here, as in CSystem: the libc types every module sees
+// (fd_set, rusage …) must be parsed with Glibc's defaults, or clang finds two definitions and
+// a target importing two of these modules fails to build, depending on build order.
 
 #include <openssl/ssl.h>
 #include <openssl/err.h>
