@@ -17,6 +17,7 @@
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
 #include <string.h>
+#include <malloc.h>
 
 // MARK: SSL_CTX settings (macros over SSL_CTX_ctrl)
 
@@ -144,6 +145,16 @@ static inline EVP_PKEY *portico_read_private_key(BIO *bio) {
 /// The subject's common name into `out` (NUL-terminated); the length, or -1.
 static inline int portico_subject_cn(X509 *x, char *out, int size) {
     return X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, out, size);
+}
+
+
+// MARK: Measuring
+
+/// Bytes of heap in use (glibc mallinfo2), for tests that check the memory of idle
+/// connections (Swift's Glibc module does not export <malloc.h>).
+static inline size_t portico_heap_in_use(void) {
+    struct mallinfo2 m = mallinfo2();
+    return m.uordblks;
 }
 
 #endif

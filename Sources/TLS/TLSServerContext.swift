@@ -78,28 +78,42 @@ public final class TLSServerContext: @unchecked Sendable {
     /// established keep theirs. Returns one problem per Secret that is left out (malformed PEM,
     /// key not matching) and warnings for Secrets that are served anyway (expired, not yet valid,
     /// a host already taken by an earlier source, no hosts). For a host listed by several
-    /// sources the first wins.
+    /// sources the first wins. A certificate whose PEM did not change keeps its SSL_CTX, so
+    /// calling this on every route change costs little; its problems are reported every time.
     @discardableResult
     public func update(_ sources: [CertificateSource]) -> [TLSProblem] {
         var problems: [TLSProblem] = []
         let next = CertificateStore()
         var owner: [String: String] = [:]
+        // Unchanged certificates keep their SSL_CTX (update runs on every route change).
+        pthread_mutex_lock(mutex)
+        let previous = store
+        pthread_mutex_unlock(mutex)
         for source in sources {
-            let certificate: PEMCertificate
-            switch PEMCertificate.load(certPEM: source.certPEM, keyPEM: source.keyPEM) {
-            case .success(let c): certificate = c
-            case .failure(let f):
-                problems.append(TLSProblem(secret: source.name, message: f.message))
-                continue
-            }
-            if let w = certificate.warning { problems.append(TLSProblem(secret: source.name, message: w, isWarning: true)) }
+            let pem = CertificateStore.PEMKey(cert: source.certPEM, key: source.keyPEM)
             let context: ContextBox
-            do {
-                context = ContextBox(try TLSServerContext.makeContext(certificate), subject: certificate.subjectCommonName)
-            } catch {
-                problems.append(TLSProblem(secret: source.name, message: "\(error)"))
-                continue
+            if let reused = next.byPEM[pem] ?? previous.byPEM[pem] {
+                context = reused
+                if let leaf = SSL_CTX_get0_certificate(reused.context), let w = PEMCertificate.validityWarning(leaf) {
+                    problems.append(TLSProblem(secret: source.name, message: w, isWarning: true))
+                }
+            } else {
+                let certificate: PEMCertificate
+                switch PEMCertificate.load(certPEM: source.certPEM, keyPEM: source.keyPEM) {
+                case .success(let c): certificate = c
+                case .failure(let f):
+                    problems.append(TLSProblem(secret: source.name, message: f.message))
+                    continue
+                }
+                if let w = certificate.warning { problems.append(TLSProblem(secret: source.name, message: w, isWarning: true)) }
+                do {
+                    context = ContextBox(try TLSServerContext.makeContext(certificate), subject: certificate.subjectCommonName)
+                } catch {
+                    problems.append(TLSProblem(secret: source.name, message: "\(error)"))
+                    continue
+                }
             }
+            next.byPEM[pem] = context
             if source.hosts.isEmpty {
                 problems.append(TLSProblem(secret: source.name, message: "no hosts listed for this certificate; it is not selected by any SNI name", isWarning: true))
             }
@@ -112,6 +126,9 @@ public final class TLSServerContext: @unchecked Sendable {
                     continue
                 }
                 owner[host] = source.name
+                if let leaf = SSL_CTX_get0_certificate(context.context), !CertificateStore.covers(leaf, host) {
+                    problems.append(TLSProblem(secret: source.name, message: "certificate does not cover host \(host); clients will reject it", isWarning: true))
+                }
                 if host.hasPrefix("*.") {
                     next.wildcard[String(host.dropFirst(2))] = context
                 } else {
@@ -136,6 +153,11 @@ public final class TLSServerContext: @unchecked Sendable {
         let current = store
         pthread_mutex_unlock(mutex)
         return current.lookup(String(cString: name))
+    }
+
+    /// The SSL_CTX chosen for `serverName` (nil: the default), for tests.
+    func contextPointer(forServerName serverName: String) -> OpaquePointer {
+        serverName.withCString { context(forServerName: $0)?.context } ?? baseContext
     }
 
     /// The subject CN served for `serverName` (nil: no SNI), for tests and the admin endpoint.
@@ -232,12 +254,26 @@ final class CertificateStore {
     var exact: [String: ContextBox] = [:]
     /// `example.com` for `*.example.com` → context.
     var wildcard: [String: ContextBox] = [:]
+    /// Every context by the PEM it was made from, so the next update can reuse it.
+    var byPEM: [PEMKey: ContextBox] = [:]
+
+    struct PEMKey: Hashable {
+        var cert: [UInt8]
+        var key: [UInt8]
+    }
 
     /// Lower case, one trailing dot removed; nil when empty.
     static func normalize(_ host: String) -> String? {
         var h = host.lowercased()
         while h.hasSuffix(".") { h.removeLast() }
         return h.isEmpty ? nil : h
+    }
+
+    /// Whether the certificate's names (subjectAltName DNS, else the CN) match `host`; for
+    /// `*.example.com`, whether they match a name under it.
+    static func covers(_ leaf: OpaquePointer, _ host: String) -> Bool {
+        let probe = host.hasPrefix("*.") ? "x" + host.dropFirst() : Substring(host)
+        return String(probe).withCString { X509_check_host(leaf, $0, strlen($0), 0, nil) == 1 }
     }
 
     /// Exact host first, then a wildcard covering exactly the first label.

@@ -1,4 +1,5 @@
 import Dataplane
+import Foundation
 import Objects
 import RouteCompiler
 import TLS
@@ -200,5 +201,52 @@ final class RouteCompilerTLSTests: XCTestCase {
         let (t, _) = compile(all(Self.service, plain, secure))
         XCTAssertEqual(t.backends.count, 2)
         XCTAssertEqual(t.backends.map { $0.upstreamTLS == nil }, [true, false])
+    }
+}
+
+/// certs/make-dev-certs.sh → Secret manifests → RouteCompiler → TLSServerContext, end to end.
+final class DevCertificatesTests: XCTestCase {
+    func testDevCertificateSecretsLoadCompileAndServe() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let temp = FileManager.default.temporaryDirectory.appendingPathComponent("portico-dev-certs-\(getpid())")
+        try? FileManager.default.removeItem(at: temp)
+        defer { try? FileManager.default.removeItem(at: temp) }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = [root.appendingPathComponent("certs/make-dev-certs.sh").path]
+        var env = ProcessInfo.processInfo.environment
+        env["PORTICO_CERTS_OUT"] = temp.appendingPathComponent("out").path
+        env["PORTICO_SECRETS_OUT"] = temp.appendingPathComponent("tls").path
+        process.environment = env
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0)
+
+        var yaml = ""
+        for name in ["demo", "apps", "api"] {
+            yaml += try String(contentsOf: temp.appendingPathComponent("tls/\(name)-tls.yaml"), encoding: .utf8) + "\n---\n"
+        }
+        yaml += """
+            apiVersion: networking.k8s.io/v1
+            kind: Ingress
+            metadata: {name: demo}
+            spec:
+              tls:
+              - {hosts: [demo.localhost], secretName: demo-tls}
+              - {hosts: ['*.apps.localhost'], secretName: apps-tls}
+              - {hosts: [api.localhost], secretName: api-tls}
+              defaultBackend: {service: {name: web, port: {number: 80}}}
+            """
+        let loaded = ManifestLoader.load(yaml: yaml, file: "dev.yaml")
+        XCTAssertEqual(loaded.problems, [])
+        let compiled = RouteCompiler.compile(loaded.kubeObjects, options: CompileOptions(generation: 1))
+        XCTAssertEqual(compiled.table.certificates.map(\.name), ["default/demo-tls", "default/apps-tls", "default/api-tls"])
+        let server = try TLSServerContext(defaultCertificate: nil, warn: { _ in })
+        XCTAssertEqual(server.update(compiled.table.certificates), [])
+        XCTAssertEqual(server.subject(forServerName: "demo.localhost"), "demo.localhost")
+        XCTAssertEqual(server.subject(forServerName: "shop.apps.localhost"), "*.apps.localhost")
+        XCTAssertEqual(server.subject(forServerName: "api.localhost"), "api.localhost")
+        XCTAssertEqual(server.subject(forServerName: "other.localhost"), "portico default certificate")
     }
 }

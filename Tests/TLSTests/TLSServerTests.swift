@@ -94,6 +94,26 @@ final class TLSServerTests: XCTestCase {
         XCTAssertTrue(reason.contains("unsupported protocol"), reason)
     }
 
+    /// Mozilla intermediate: TLS 1.2 only with ECDHE and AEAD ciphers.
+    func testWeakTLS12CiphersAreRefused() {
+        for cipher in ["AES128-SHA", "AES256-GCM-SHA384", "ECDHE-ECDSA-AES128-SHA"] {
+            let out = sClient(port: server.port, ["-servername", "demo.localhost", "-tls1_2", "-cipher", cipher])
+            XCTAssertFalse(out.contains("HTTP/1.1 200 OK"), "\(cipher): \(out)")
+        }
+        let good = sClient(port: server.port, ["-servername", "demo.localhost", "-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"])
+        XCTAssertTrue(good.contains("HTTP/1.1 200 OK"), good)
+    }
+
+    /// Key exchange groups: X25519 and P-256 only.
+    func testGroups() {
+        let p256 = sClient(port: server.port, ["-servername", "demo.localhost", "-groups", "P-256"])
+        XCTAssertTrue(p256.contains("HTTP/1.1 200 OK"), p256)
+        let p384 = sClient(port: server.port, ["-servername", "demo.localhost", "-groups", "P-384"])
+        XCTAssertFalse(p384.contains("HTTP/1.1 200 OK"), p384)
+        let x25519 = sClient(port: server.port, ["-servername", "demo.localhost", "-groups", "X25519"])
+        XCTAssertTrue(x25519.contains("Server Temp Key: X25519"), x25519)
+    }
+
     func testALPNHTTP11IsNegotiated() {
         let out = sClient(port: server.port, ["-servername", "demo.localhost", "-alpn", "h2,http/1.1"])
         XCTAssertTrue(out.contains("ALPN protocol: http/1.1"), out)
