@@ -49,8 +49,8 @@ public struct LoadURL: Equatable, Sendable {
         let auth = rest[..<authEnd]
         var path = String(rest[authEnd...])
         if path.isEmpty { path = "/" } else if path.hasPrefix("?") { path = "/" + path }
-        if path.contains(where: { $0 == " " || $0 == "\r" || $0 == "\n" || $0 == "\t" }) {
-            throw bad("whitespace in the path")
+        if path.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F }) {
+            throw bad("whitespace or control character in the path")
         }
         guard !auth.isEmpty else { throw bad("no host") }
         guard !auth.contains("@") else { throw bad("user info is not supported") }
@@ -137,7 +137,7 @@ public enum Parse {
         guard !name.isEmpty, name.allSatisfy({ ($0.isASCII && ($0.isLetter || $0.isNumber)) || tchars.contains($0) }) else {
             throw UsageError("bad header '\(text)': invalid header name")
         }
-        guard !value.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) else {
+        guard !value.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) else {
             throw UsageError("bad header '\(text)': CR/LF in the value")
         }
         return (name, value)
