@@ -48,6 +48,7 @@ public enum LoadRunner {
         var lastTick = portico_now_ns()
         var lastResponses: UInt64 = 0
         var stopped = false
+        var publishAsked = false
         while !latch.isDone {
             let now = portico_now_ns()
             if config.durationNanos > 0 && !stopped && now > start && now - start >= config.durationNanos {
@@ -60,13 +61,17 @@ public enum LoadRunner {
                     responses &+= w.load(Counter.responses)
                     errors &+= w.load(Counter.errors)
                     p99 = max(p99, w.load(Counter.p99))
-                    w.loop.execute { w.publishP99() }
                 }
                 let dt = Double(now &- lastTick) / 1e9
                 report(LiveSample(elapsedSeconds: Double(now > start ? now - start : 0) / 1e9, responses: responses,
                                   rate: Double(responses &- lastResponses) / dt, errors: errors, p99Nanos: p99))
                 lastTick = now
                 lastResponses = responses
+                publishAsked = false
+            } else if onSample != nil && !publishAsked && now &- lastTick >= 900_000_000 {
+                // Ask for the p99 a little before the tick, so the line shows this second's value.
+                for w in workers { w.loop.execute { w.publishP99() } }
+                publishAsked = true
             }
             var sleepNanos: UInt64 = 20_000_000
             if config.durationNanos > 0 && !stopped {
