@@ -3,6 +3,12 @@
 #ifndef PORTICO_COPENSSL_SHIM_H
 #define PORTICO_COPENSSL_SHIM_H
 
+// The same feature macros as CSystem, so that the libc types both modules see (fd_set,
+// rusage …) have one definition; otherwise a target importing both does not compile.
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
 #include <openssl/ssl.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
@@ -11,5 +17,135 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/bio.h>
+#include <openssl/core_names.h>
+#include <string.h>
+
+// MARK: SSL_CTX settings (macros over SSL_CTX_ctrl)
+
+static inline int portico_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) {
+    return (int)SSL_CTX_set_min_proto_version(ctx, version);
+}
+static inline int portico_SSL_CTX_set_max_proto_version(SSL_CTX *ctx, int version) {
+    return (int)SSL_CTX_set_max_proto_version(ctx, version);
+}
+static inline int portico_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *list) {
+    return (int)SSL_CTX_set1_groups_list(ctx, list);
+}
+static inline long portico_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) {
+    return SSL_CTX_set_mode(ctx, mode);
+}
+/// SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS.
+static inline long portico_nonblocking_modes(void) {
+    return SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS;
+}
+/// No renegotiation (a DoS vector), no compression (CRIME), and an EOF without close_notify is
+/// a plain EOF (HTTP framing detects truncation), as nginx does.
+static inline uint64_t portico_default_options(void) {
+    return SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF
+        | SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1;
+}
+static inline long portico_SSL_CTX_set_session_cache_mode(SSL_CTX *ctx, long mode) {
+    return SSL_CTX_set_session_cache_mode(ctx, mode);
+}
+static inline long portico_SSL_CTX_sess_set_cache_size(SSL_CTX *ctx, long size) {
+    return SSL_CTX_sess_set_cache_size(ctx, size);
+}
+static inline int portico_SSL_CTX_add0_chain_cert(SSL_CTX *ctx, X509 *cert) {
+    return (int)SSL_CTX_add0_chain_cert(ctx, cert);
+}
+
+// MARK: SNI
+
+static inline long portico_SSL_CTX_set_tlsext_servername_callback(SSL_CTX *ctx, int (*cb)(SSL *, int *, void *)) {
+    return SSL_CTX_set_tlsext_servername_callback(ctx, cb);
+}
+static inline long portico_SSL_CTX_set_tlsext_servername_arg(SSL_CTX *ctx, void *arg) {
+    return SSL_CTX_set_tlsext_servername_arg(ctx, arg);
+}
+static inline int portico_SSL_set_tlsext_host_name(SSL *ssl, const char *name) {
+    return (int)SSL_set_tlsext_host_name(ssl, name);
+}
+
+// MARK: ALPN (server side: http/1.1 only; a client offering nothing we speak gets no ALPN)
+
+static inline int portico_alpn_select_http11(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                                             const unsigned char *in, unsigned int inlen, void *arg) {
+    static const unsigned char ours[] = { 8, 'h', 't', 't', 'p', '/', '1', '.', '1' };
+    (void)ssl; (void)arg;
+    if (SSL_select_next_proto((unsigned char **)out, outlen, ours, sizeof(ours), in, inlen)
+            == OPENSSL_NPN_NEGOTIATED) {
+        return SSL_TLSEXT_ERR_OK;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+static inline void portico_SSL_CTX_set_alpn_http11(SSL_CTX *ctx) {
+    SSL_CTX_set_alpn_select_cb(ctx, portico_alpn_select_http11, NULL);
+}
+
+// MARK: Session ticket keys (AES-256-CBC + HMAC-SHA256, as OpenSSL's own default ticket keys)
+
+/// Sets up the ticket cipher and MAC for one ticket key. With `enc`, fills `iv` with random bytes.
+static inline int portico_ticket_crypto_init(EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx,
+                                             const unsigned char *aes_key, const unsigned char *hmac_key,
+                                             unsigned char *iv, int enc) {
+    OSSL_PARAM params[3];
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)hmac_key, 32);
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[2] = OSSL_PARAM_construct_end();
+    if (enc) {
+        if (RAND_bytes(iv, 16) <= 0) return 0;
+        if (EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, aes_key, iv) != 1) return 0;
+    } else {
+        if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, aes_key, iv) != 1) return 0;
+    }
+    return EVP_MAC_CTX_set_params(hctx, params) == 1;
+}
+
+// MARK: Keys and certificates
+
+/// A fresh EC P-256 key (EVP_EC_gen is a variadic macro).
+static inline EVP_PKEY *portico_ec_p256_keygen(void) {
+    return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+}
+
+/// A self-signed certificate for `key` with subject CN `cn`, valid from now + `not_before`
+/// seconds to now + `not_after` seconds.
+static inline X509 *portico_self_signed(EVP_PKEY *key, const char *cn, long not_before, long not_after) {
+    X509 *x = X509_new();
+    if (!x) return NULL;
+    unsigned char serial[16];
+    ASN1_INTEGER *sn = NULL;
+    BIGNUM *bn = NULL;
+    if (RAND_bytes(serial, sizeof(serial)) <= 0) goto fail;
+    serial[0] &= 0x7f;
+    bn = BN_bin2bn(serial, sizeof(serial), NULL);
+    sn = bn ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
+    BN_free(bn);
+    if (!sn || X509_set_serialNumber(x, sn) != 1) goto fail;
+    ASN1_INTEGER_free(sn); sn = NULL;
+    if (X509_set_version(x, 2) != 1) goto fail;
+    if (!X509_gmtime_adj(X509_getm_notBefore(x), not_before)) goto fail;
+    if (!X509_gmtime_adj(X509_getm_notAfter(x), not_after)) goto fail;
+    if (X509_set_pubkey(x, key) != 1) goto fail;
+    X509_NAME *name = X509_get_subject_name(x);
+    if (X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0) != 1) goto fail;
+    if (X509_set_issuer_name(x, name) != 1) goto fail;
+    if (X509_sign(x, key, EVP_sha256()) <= 0) goto fail;
+    return x;
+fail:
+    ASN1_INTEGER_free(sn);
+    X509_free(x);
+    return NULL;
+}
+
+/// Reads a private key without ever prompting for a passphrase (an encrypted key fails).
+static inline EVP_PKEY *portico_read_private_key(BIO *bio) {
+    return PEM_read_bio_PrivateKey(bio, NULL, NULL, (void *)"");
+}
+
+/// The subject's common name into `out` (NUL-terminated); the length, or -1.
+static inline int portico_subject_cn(X509 *x, char *out, int size) {
+    return X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, out, size);
+}
 
 #endif

@@ -1,4 +1,5 @@
 import Reactor
+import TLS
 
 /// How requests for one backend are spread over its endpoints (per worker).
 public enum BalancePolicy: String, Sendable, CaseIterable {
@@ -40,11 +41,14 @@ public struct Backend: Sendable, Hashable {
     public var endpoints: [Endpoint]
     public var policy: BalancePolicy
     public var affinity: Affinity
+    /// nil: plain HTTP to the pods; set by `portico.io/backend-protocol: HTTPS`.
+    public var upstreamTLS: UpstreamTLS?
 
     public init(namespace: String, service: String, port: String, endpoints: [Endpoint],
-                policy: BalancePolicy = .roundRobin, affinity: Affinity = .none) {
+                policy: BalancePolicy = .roundRobin, affinity: Affinity = .none, upstreamTLS: UpstreamTLS? = nil) {
         self.namespace = namespace; self.service = service; self.port = port
         self.endpoints = endpoints; self.policy = policy; self.affinity = affinity
+        self.upstreamTLS = upstreamTLS
     }
 
     /// `namespace/service:port`, the label used in logs and metrics.
@@ -103,7 +107,12 @@ public final class RouteTable: @unchecked Sendable {
     public let shadowedRules: [RouteRule]
     /// Where requests go that match no rule (`spec.defaultBackend` of the oldest Ingress having one).
     public let defaultMatch: RouteMatch
+    /// The certificates of the served Ingresses' `spec.tls` (for `TLSServerContext.update`).
+    public let certificates: [CertificateSource]
+    /// The `spec.tls` hosts and their redirect/HSTS policy, as compiled (see `tlsPolicy(host:)`).
+    public let tlsHosts: [HostTLSRule]
 
+    private let tlsPolicies: HostTLSPolicyMap
     private let exactHosts: ByteKeyMap<Int32>
     private let wildcardHosts: ByteKeyMap<Int32>
     private let hostRules: [RouterPathRules]
@@ -112,11 +121,15 @@ public final class RouteTable: @unchecked Sendable {
     public static let empty = RouteTable(generation: 0, backends: [], ingresses: [], rules: [])
 
     public init(generation: UInt64, backends: [Backend], ingresses: [String], rules: [RouteRule],
-                defaultMatch: RouteMatch = .notFound) {
+                defaultMatch: RouteMatch = .notFound, certificates: [CertificateSource] = [],
+                tlsHosts: [HostTLSRule] = []) {
         self.generation = generation
         self.backends = backends
         self.ingresses = ingresses
         self.defaultMatch = defaultMatch
+        self.certificates = certificates
+        self.tlsHosts = tlsHosts
+        self.tlsPolicies = HostTLSPolicyMap(tlsHosts)
 
         // Stable sort by order, so that the first insert of a (host, path, type) key wins.
         let sorted = rules.enumerated().sorted {
@@ -184,6 +197,19 @@ public final class RouteTable: @unchecked Sendable {
         let m = anyHostRules.match(path)
         if m.isFound { return m }
         return defaultMatch
+    }
+
+    /// The TLS policy of a request's host (the Host header value as sent): redirect plain HTTP
+    /// to https, HSTS. Hosts not listed in any `spec.tls` get `.none`. Allocation-free.
+    @inline(__always)
+    public func tlsPolicy(host: UnsafeRawBufferPointer) -> HostTLSPolicy {
+        tlsPolicies.policy(host)
+    }
+
+    /// Convenience for tests (allocates).
+    public func tlsPolicy(host: String) -> HostTLSPolicy {
+        var h = host
+        return h.withUTF8 { tlsPolicy(host: UnsafeRawBufferPointer($0)) }
     }
 
     /// Convenience for tests and the admin endpoint (allocates).

@@ -2,6 +2,7 @@ import Dataplane
 import Foundation
 import Objects
 import Reactor
+import TLS
 
 public struct CompileOptions: Sendable {
     /// Ingresses of this class are served (and those without any class).
@@ -40,13 +41,23 @@ public enum RouteCompiler {
     public static let cookieMaxAgeAnnotation = "portico.io/session-cookie-max-age"
     public static let legacyClassAnnotation = "kubernetes.io/ingress.class"
     public static let defaultCookieName = "PORTICO_AFFINITY"
+    public static let sslRedirectAnnotation = "portico.io/ssl-redirect"
+    public static let hstsAnnotation = "portico.io/hsts"
+    public static let hstsMaxAgeAnnotation = "portico.io/hsts-max-age"
+    public static let hstsIncludeSubdomainsAnnotation = "portico.io/hsts-include-subdomains"
+    public static let defaultHSTSMaxAge = 31_536_000
+    public static let backendProtocolAnnotation = "portico.io/backend-protocol"
+    public static let proxySSLVerifyAnnotation = "portico.io/proxy-ssl-verify"
+    public static let proxySSLSecretAnnotation = "portico.io/proxy-ssl-secret"
+    public static let proxySSLNameAnnotation = "portico.io/proxy-ssl-name"
 
     public static func compile(_ objects: [KubeObject], options: CompileOptions) -> (table: RouteTable, problems: [CompileProblem]) {
         var compiler = Compilation(objects: objects, options: options)
         compiler.run()
         let table = RouteTable(generation: options.generation, backends: compiler.backends,
                                ingresses: compiler.ingressNames, rules: compiler.rules,
-                               defaultMatch: compiler.defaultMatch)
+                               defaultMatch: compiler.defaultMatch, certificates: compiler.certificates,
+                               tlsHosts: compiler.tlsHosts)
         for rule in table.shadowedRules {
             let loser = compiler.ingressNames[Int(rule.match.ingress)]
             let winnerName = table.rules.first {
@@ -85,6 +96,7 @@ struct Compilation {
     var services: [String: Service] = [:]
     var endpoints: [String: Endpoints] = [:]
     var slices: [String: [EndpointSlice]] = [:]
+    var secrets: [String: Secret] = [:]
 
     var backends: [Backend] = []
     var backendIndex: [BackendKey: Int32] = [:]
@@ -94,9 +106,14 @@ struct Compilation {
     var ruleFields: [Int: String] = [:]
     var defaultMatch = RouteMatch.notFound
     var problems: [CompileProblem] = []
+    /// One per referenced TLS Secret, hosts merged, in the order first referenced (oldest Ingress first).
+    var certificates: [CertificateSource] = []
+    var certificateIndex: [String: Int] = [:]
+    var tlsHosts: [HostTLSRule] = []
 
     struct BackendKey: Hashable {
         var namespace: String, service: String, port: String, policy: BalancePolicy, affinity: Affinity
+        var upstreamTLS: UpstreamTLS?
     }
 
     init(objects: [KubeObject], options: CompileOptions) {
@@ -106,6 +123,7 @@ struct Compilation {
             case .ingress(let i): ingresses.append(i)
             case .service(let s): services[s.metadata.key] = s
             case .endpoints(let e): endpoints[e.metadata.key] = e
+            case .secret(let s): secrets[s.metadata.key] = s
             case .endpointSlice(let s):
                 if let service = s.serviceName { slices["\(s.metadata.namespace)/\(service)", default: []].append(s) }
             default: break
@@ -146,13 +164,15 @@ struct Compilation {
     private mutating func compile(_ ingress: Ingress, index: Int32) {
         let object = "Ingress \(ingress.metadata.key)"
         let (policy, cookie) = annotations(ingress, object: object)
+        let upstreamTLS = upstreamTLSAnnotations(ingress, object: object)
         let namespace = ingress.metadata.namespace
         guard let spec = ingress.spec else { return }
+        compileTLS(ingress, object: object)
         let base = Int(index) << 32
 
         if let b = spec.defaultBackend {
             if let backend = resolve(b, namespace: namespace, field: "spec.defaultBackend", object: object,
-                                     policy: policy, cookie: cookie),
+                                     policy: policy, cookie: cookie, upstreamTLS: upstreamTLS),
                !defaultMatch.isFound {
                 defaultMatch = RouteMatch(backend: backend, ingress: index)
             }
@@ -179,7 +199,8 @@ struct Compilation {
                     continue
                 }
                 guard let backend = resolve(path.backend, namespace: namespace, field: "\(field).backend",
-                                            object: object, policy: policy, cookie: cookie) else { continue }
+                                            object: object, policy: policy, cookie: cookie,
+                                            upstreamTLS: upstreamTLS) else { continue }
                 rules.append(RouteRule(host: host, path: value, pathType: type,
                                        match: RouteMatch(backend: backend, ingress: index), order: base + order))
                 ruleFields[base + order] = field
@@ -242,7 +263,7 @@ struct Compilation {
 
     /// The backend index for an Ingress backend; nil when it is not a Service backend.
     private mutating func resolve(_ b: Ingress.Backend, namespace: String, field: String, object: String,
-                                  policy: BalancePolicy, cookie: Affinity?) -> Int32? {
+                                  policy: BalancePolicy, cookie: Affinity?, upstreamTLS: UpstreamTLS?) -> Int32? {
         guard let ref = b.service else {
             problems.append(CompileProblem(object: object, field: "\(field).resource",
                                            message: "resource backends are not supported; only service backends"))
@@ -279,13 +300,14 @@ struct Compilation {
             problems.append(CompileProblem(object: object, field: "\(field).service.name",
                 message: "Service \(namespace)/\(serviceName) not found; requests get 503"))
         }
-        let key = BackendKey(namespace: namespace, service: serviceName, port: portLabel, policy: policy, affinity: affinity)
+        let key = BackendKey(namespace: namespace, service: serviceName, port: portLabel, policy: policy, affinity: affinity,
+                             upstreamTLS: upstreamTLS)
         if let existing = backendIndex[key] { return existing }
         var eps: [Dataplane.Endpoint] = []
         if let service, let servicePort { eps = endpoints(of: service, port: servicePort) }
         let index = Int32(backends.count)
         backends.append(Backend(namespace: namespace, service: serviceName, port: portLabel, endpoints: eps,
-                                policy: policy, affinity: affinity))
+                                policy: policy, affinity: affinity, upstreamTLS: upstreamTLS))
         backendIndex[key] = index
         return index
     }

@@ -1,0 +1,24 @@
+import COpenSSL
+
+/// OpenSSL's thread-local error queue, read into one line and emptied, so that one connection's
+/// error never shows up in another's message.
+enum OpenSSLErrors {
+    /// The reasons queued since the last clear, joined by "; " (empty when none), and clears.
+    static func drain() -> String {
+        var parts: [String] = []
+        var buffer = [CChar](repeating: 0, count: 256)
+        while true {
+            let code = ERR_get_error()
+            if code == 0 { break }
+            if let reason = ERR_reason_error_string(code) {
+                parts.append(String(cString: reason))
+            } else {
+                buffer.withUnsafeMutableBufferPointer { ERR_error_string_n(code, $0.baseAddress, $0.count) }
+                parts.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            }
+        }
+        return parts.joined(separator: "; ")
+    }
+
+    @inline(__always) static func clear() { ERR_clear_error() }
+}

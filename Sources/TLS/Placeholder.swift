@@ -1,1 +1,0 @@
-// placeholder: the TLS engine lands here

@@ -1,0 +1,271 @@
+import COpenSSL
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The server side of TLS: the settings every handshake uses and the certificates chosen by SNI.
+///
+/// Every connection starts on one base `SSL_CTX` holding the default certificate, the session
+/// cache and the ticket key callback; the SNI callback then moves the connection to the
+/// `SSL_CTX` of the certificate for the name the client sent. OpenSSL keeps issuing and reading
+/// tickets and cached sessions through the base context, so resumption works whichever
+/// certificate was served. Settings: TLS 1.2 and 1.3 only, Mozilla's intermediate ciphers,
+/// groups X25519 and P-256, ALPN `http/1.1`.
+public final class TLSServerContext: @unchecked Sendable {
+    /// Mozilla's intermediate profile for TLS 1.2 without the DHE suites (no FFDHE groups are
+    /// offered); TLS 1.3 uses OpenSSL's default suites, which are the same as Mozilla's.
+    public static let cipherList = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+    public static let groups = "X25519:P-256"
+    /// Ticket keys are replaced this often; the previous key still decrypts for one more period.
+    public static let ticketKeyRotation = 12 * 3600
+    static let sessionTimeout: Int = 12 * 3600
+    static let sessionContextID: [UInt8] = Array("portico".utf8)
+
+    /// The SSL_CTX every connection is created from (default certificate).
+    let baseContext: OpaquePointer
+    let ticketKeys: TicketKeys
+    /// Subject CN of the default certificate.
+    public let defaultSubject: String
+
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private var store = CertificateStore()
+
+    /// `defaultCertificate` nil: a self-signed ECDSA P-256 certificate is generated (with a
+    /// warning through `warn`), as ingress controllers do. Throws when the default certificate
+    /// cannot be used or OpenSSL cannot make a context.
+    public init(defaultCertificate: CertificateSource?, warn: @escaping (String) -> Void) throws {
+        pthread_mutex_init(mutex, nil)
+        let certificate: PEMCertificate
+        if let source = defaultCertificate {
+            switch PEMCertificate.load(certPEM: source.certPEM, keyPEM: source.keyPEM) {
+            case .success(let c): certificate = c
+            case .failure(let f):
+                pthread_mutex_destroy(mutex); mutex.deallocate()
+                throw TLSError("default certificate \(source.name): \(f.message)")
+            }
+            if let w = certificate.warning { warn("default certificate \(source.name): \(w)") }
+        } else {
+            guard let generated = TLSServerContext.selfSigned() else {
+                pthread_mutex_destroy(mutex); mutex.deallocate()
+                throw TLSError("could not generate the self-signed default certificate: \(OpenSSLErrors.drain())")
+            }
+            certificate = generated
+            warn("no default certificate given: using a generated self-signed certificate (CN \"\(TLSServerContext.selfSignedName)\"); clients without a matching SNI host will not trust it")
+        }
+        defaultSubject = certificate.subjectCommonName
+        do {
+            ticketKeys = try TicketKeys(rotationInterval: TLSServerContext.ticketKeyRotation)
+            baseContext = try TLSServerContext.makeContext(certificate)
+        } catch {
+            pthread_mutex_destroy(mutex); mutex.deallocate()
+            throw error
+        }
+        portico_SSL_CTX_set_session_cache_mode(baseContext, Int(SSL_SESS_CACHE_SERVER))
+        portico_SSL_CTX_sess_set_cache_size(baseContext, 20480)
+        SSL_CTX_set_timeout(baseContext, Int(TLSServerContext.sessionTimeout))
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(baseContext, ticketKeyCallback)
+        portico_SSL_CTX_set_tlsext_servername_callback(baseContext, serverNameCallback)
+        OpenSSLErrors.clear()
+    }
+
+    deinit {
+        SSL_CTX_free(baseContext)
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    /// Replaces the certificates used for new handshakes, atomically; connections already
+    /// established keep theirs. Returns one problem per Secret that is left out (malformed PEM,
+    /// key not matching) and warnings for Secrets that are served anyway (expired, not yet valid,
+    /// a host already taken by an earlier source, no hosts). For a host listed by several
+    /// sources the first wins.
+    @discardableResult
+    public func update(_ sources: [CertificateSource]) -> [TLSProblem] {
+        var problems: [TLSProblem] = []
+        let next = CertificateStore()
+        var owner: [String: String] = [:]
+        for source in sources {
+            let certificate: PEMCertificate
+            switch PEMCertificate.load(certPEM: source.certPEM, keyPEM: source.keyPEM) {
+            case .success(let c): certificate = c
+            case .failure(let f):
+                problems.append(TLSProblem(secret: source.name, message: f.message))
+                continue
+            }
+            if let w = certificate.warning { problems.append(TLSProblem(secret: source.name, message: w, isWarning: true)) }
+            let context: ContextBox
+            do {
+                context = ContextBox(try TLSServerContext.makeContext(certificate), subject: certificate.subjectCommonName)
+            } catch {
+                problems.append(TLSProblem(secret: source.name, message: "\(error)"))
+                continue
+            }
+            if source.hosts.isEmpty {
+                problems.append(TLSProblem(secret: source.name, message: "no hosts listed for this certificate; it is not selected by any SNI name", isWarning: true))
+            }
+            for rawHost in source.hosts {
+                guard let host = CertificateStore.normalize(rawHost) else { continue }
+                if let first = owner[host] {
+                    if first != source.name {
+                        problems.append(TLSProblem(secret: source.name, message: "host \(host) already uses the certificate of Secret \(first); this one is not used for it", isWarning: true))
+                    }
+                    continue
+                }
+                owner[host] = source.name
+                if host.hasPrefix("*.") {
+                    next.wildcard[String(host.dropFirst(2))] = context
+                } else {
+                    next.exact[host] = context
+                }
+            }
+        }
+        pthread_mutex_lock(mutex)
+        let old = store
+        store = next
+        pthread_mutex_unlock(mutex)
+        _ = old  // released here, outside the lock; connections hold their own SSL_CTX reference
+        return problems
+    }
+
+    /// Starts new ticket keys now (the previous key still resumes sessions until the next rotation).
+    public func rotateTicketKeys() { ticketKeys.rotate() }
+
+    /// The SSL_CTX for an SNI name (exact, then one-label wildcard), or nil for the default.
+    func context(forServerName name: UnsafePointer<CChar>) -> ContextBox? {
+        pthread_mutex_lock(mutex)
+        let current = store
+        pthread_mutex_unlock(mutex)
+        return current.lookup(String(cString: name))
+    }
+
+    /// The subject CN served for `serverName` (nil: no SNI), for tests and the admin endpoint.
+    public func subject(forServerName serverName: String?) -> String {
+        guard let serverName else { return defaultSubject }
+        return serverName.withCString { context(forServerName: $0)?.subject ?? defaultSubject }
+    }
+
+    // MARK: Building contexts
+
+    static let selfSignedName = "portico default certificate"
+
+    static func selfSigned() -> PEMCertificate? {
+        guard let (certPEM, keyPEM) = selfSignedPEM(commonName: selfSignedName, notBefore: -300, notAfter: 365 * 86400) else { return nil }
+        if case .success(let c) = PEMCertificate.load(certPEM: certPEM, keyPEM: keyPEM) { return c }
+        return nil
+    }
+
+    /// A self-signed ECDSA P-256 certificate and key as PEM, valid from now + `notBefore` to
+    /// now + `notAfter` seconds (tests use it for expired and not-yet-valid certificates).
+    static func selfSignedPEM(commonName: String, notBefore: Int, notAfter: Int) -> (cert: [UInt8], key: [UInt8])? {
+        guard let key = portico_ec_p256_keygen() else { return nil }
+        defer { EVP_PKEY_free(key) }
+        guard let cert = portico_self_signed(key, commonName, notBefore, notAfter) else { return nil }
+        defer { X509_free(cert) }
+        guard let certPEM = pem({ PEM_write_bio_X509($0, cert) }),
+              let keyPEM = pem({ PEM_write_bio_PrivateKey($0, key, nil, nil, 0, nil, nil) }) else { return nil }
+        return (certPEM, keyPEM)
+    }
+
+    static func pem(_ write: (OpaquePointer) -> Int32) -> [UInt8]? {
+        guard let bio = BIO_new(BIO_s_mem()) else { return nil }
+        defer { BIO_free(bio) }
+        guard write(bio) == 1 else { return nil }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { BIO_read(bio, $0.baseAddress, Int32($0.count)) }
+            if n <= 0 { break }
+            out.append(contentsOf: chunk[0..<Int(n)])
+        }
+        return out
+    }
+
+    /// A server SSL_CTX with Portico's settings and `certificate` (leaf, chain and key).
+    static func makeContext(_ certificate: PEMCertificate) throws -> OpaquePointer {
+        OpenSSLErrors.clear()
+        guard let ctx = SSL_CTX_new(TLS_server_method()) else {
+            throw TLSError("SSL_CTX_new failed: \(OpenSSLErrors.drain())")
+        }
+        func fail(_ what: String) -> TLSError {
+            let reason = OpenSSLErrors.drain()
+            SSL_CTX_free(ctx)
+            return TLSError(reason.isEmpty ? what : "\(what): \(reason)")
+        }
+        guard portico_SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) == 1,
+              portico_SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) == 1 else { throw fail("setting protocol versions") }
+        SSL_CTX_set_options(ctx, portico_default_options())
+        guard SSL_CTX_set_cipher_list(ctx, cipherList) == 1 else { throw fail("setting the cipher list") }
+        guard portico_SSL_CTX_set1_groups_list(ctx, groups) == 1 else { throw fail("setting the groups") }
+        portico_SSL_CTX_set_mode(ctx, portico_nonblocking_modes())
+        portico_SSL_CTX_set_alpn_http11(ctx)
+        let sidOK = sessionContextID.withUnsafeBufferPointer {
+            SSL_CTX_set_session_id_context(ctx, $0.baseAddress, UInt32($0.count))
+        }
+        guard sidOK == 1 else { throw fail("setting the session id context") }
+        guard SSL_CTX_use_certificate(ctx, certificate.chain[0]) == 1 else { throw fail("using the certificate") }
+        for intermediate in certificate.chain.dropFirst() {
+            // add0 takes ownership of the reference it is given.
+            X509_up_ref(intermediate)
+            guard portico_SSL_CTX_add0_chain_cert(ctx, intermediate) == 1 else {
+                X509_free(intermediate)
+                throw fail("adding a chain certificate")
+            }
+        }
+        guard SSL_CTX_use_PrivateKey(ctx, certificate.key) == 1 else { throw fail("using the private key") }
+        guard SSL_CTX_check_private_key(ctx) == 1 else { throw fail("tls.key does not match the certificate in tls.crt") }
+        return ctx
+    }
+}
+
+/// One certificate's SSL_CTX; freed when no snapshot holds it (handshaking connections hold
+/// their own OpenSSL reference).
+final class ContextBox {
+    let context: OpaquePointer
+    let subject: String
+    init(_ context: OpaquePointer, subject: String) { self.context = context; self.subject = subject }
+    deinit { SSL_CTX_free(context) }
+}
+
+/// An immutable (after building) SNI name → certificate map.
+final class CertificateStore {
+    /// Lower-case host → context.
+    var exact: [String: ContextBox] = [:]
+    /// `example.com` for `*.example.com` → context.
+    var wildcard: [String: ContextBox] = [:]
+
+    /// Lower case, one trailing dot removed; nil when empty.
+    static func normalize(_ host: String) -> String? {
+        var h = host.lowercased()
+        while h.hasSuffix(".") { h.removeLast() }
+        return h.isEmpty ? nil : h
+    }
+
+    /// Exact host first, then a wildcard covering exactly the first label.
+    func lookup(_ serverName: String) -> ContextBox? {
+        if exact.isEmpty && wildcard.isEmpty { return nil }
+        guard let name = CertificateStore.normalize(serverName) else { return nil }
+        if let box = exact[name] { return box }
+        guard let dot = name.firstIndex(of: "."), dot != name.startIndex else { return nil }
+        let suffix = name[name.index(after: dot)...]
+        if suffix.isEmpty { return nil }
+        return wildcard[String(suffix)]
+    }
+}
+
+/// SNI: move the connection to the SSL_CTX of the certificate for the name the client sent.
+/// The TLSServerContext is the SSL's app data (set by TLSSession).
+private let serverNameCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { ssl, _, _ in
+    guard let ssl, let data = SSL_get_ex_data(ssl, 0),
+          let name = SSL_get_servername(ssl, Int32(TLSEXT_NAMETYPE_host_name)) else { return SSL_TLSEXT_ERR_OK }
+    let server = Unmanaged<TLSServerContext>.fromOpaque(data).takeUnretainedValue()
+    if let box = server.context(forServerName: name) {
+        if SSL_set_SSL_CTX(ssl, box.context) == nil { return SSL_TLSEXT_ERR_ALERT_FATAL }
+    }
+    return SSL_TLSEXT_ERR_OK
+}
+
+private let ticketKeyCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?, OpaquePointer?, OpaquePointer?, Int32) -> Int32 = { ssl, name, iv, cipher, mac, enc in
+    guard let ssl, let name, let iv, let cipher, let mac, let data = SSL_get_ex_data(ssl, 0) else { return -1 }
+    let server = Unmanaged<TLSServerContext>.fromOpaque(data).takeUnretainedValue()
+    return server.ticketKeys.callback(keyName: name, iv: iv, cipher: cipher, mac: mac, encrypt: enc == 1)
+}
