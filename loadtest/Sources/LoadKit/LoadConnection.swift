@@ -1,6 +1,7 @@
 import CSystem
 import HTTP1
 import Reactor
+import TLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,7 +31,7 @@ final class LoadConnection {
     unowned(unsafe) let worker: Worker
     let index: Int
     var socket: LoadSocket?
-    var tls: ClientTLSSession?
+    var tls: TLSSession?
     var state: State = .idle
     var canRead = false
     var canWrite = false
@@ -159,7 +160,11 @@ final class LoadConnection {
             send()
         case .wantRead, .wantWrite:
             return
-        case .failed:
+        case .plainHTTP:
+            worker.noteTLSFailure("the server is not speaking TLS")
+            fail(.connect)
+        case .failed(let why):
+            worker.noteTLSFailure(why)
             fail(.connect)
         }
     }

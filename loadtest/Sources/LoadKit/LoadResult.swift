@@ -61,6 +61,9 @@ public struct LoadResult {
             warnings.append(String(format: "achieved %.0f req/s, below 95%% of the requested -R %.0f: the target or this machine cannot keep up (latencies are measured from the intended send times, so they show the backlog)",
                                    requestsPerSecond, config.rate))
         }
+        if let why = workers.lazy.compactMap({ $0.tlsFailure }).first {
+            warnings.append("TLS handshake failed: \(why)")
+        }
         if responses == 0 && errorCount > 0 {
             warnings.append("no response at all: every attempt failed")
         }

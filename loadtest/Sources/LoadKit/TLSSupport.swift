@@ -1,23 +1,27 @@
-import Reactor
+import Foundation
+import TLS
 
-/// The load tester's view of client TLS. Until the TLS module lands, https is refused with a
-/// clear error instead of being faked.
-final class TLSClient {
+/// Client TLS for https targets: one context for the run (shared read-only by the workers, as
+/// OpenSSL allows), one `TLSSession` per connection with the target's name as SNI.
+final class TLSClient: @unchecked Sendable {
+    let context: TLSClientContext
+    let serverName: String
+
     init(_ options: TLSOptions) throws {
-        throw UsageError("https is not available in this build: the TLS module has not landed yet (use http://)")
+        var ca: [UInt8]? = nil
+        if let path = options.caFile {
+            guard let data = FileManager.default.contents(atPath: path) else { throw UsageError("cannot read --cacert '\(path)'") }
+            ca = Array(data)
+        }
+        do {
+            context = try TLSClientContext(verify: !options.insecure, caPEM: ca, alpn: ["http/1.1"])
+        } catch {
+            throw UsageError("TLS setup: \(error)")
+        }
+        serverName = options.serverName
     }
 
-    func session(fd: Int32) -> ClientTLSSession { ClientTLSSession() }
-}
-
-enum HandshakeStep: Equatable {
-    case done, wantRead, wantWrite
-    case failed(String)
-}
-
-final class ClientTLSSession {
-    func handshake() -> HandshakeStep { .failed("TLS not available") }
-    func read(into buffer: Buffer, minSpace: Int) -> IOResult { .error(95) }
-    func write(_ bytes: UnsafeRawBufferPointer) -> IOResult { .error(95) }
-    var lastWantWrite: Bool { false }
+    func session(fd: Int32) -> TLSSession {
+        TLSSession(client: context, fd: fd, serverName: serverName)
+    }
 }

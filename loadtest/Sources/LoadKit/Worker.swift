@@ -160,6 +160,13 @@ final class Worker {
         add(Counter.errorBase + kind.rawValue, 1)
     }
 
+    /// The first TLS handshake failure's reason (reported once, not per attempt).
+    var tlsFailure: String? = nil
+
+    func noteTLSFailure(_ why: String) {
+        if tlsFailure == nil { tlsFailure = why }
+    }
+
     /// Publishes the p99 so far for the progress line (once a second, on the worker thread).
     func publishP99() {
         portico_counter_set(counters + Counter.p99, histogram.totalCount > 0 ? histogram.valueAtPercentile(99) : 0)
