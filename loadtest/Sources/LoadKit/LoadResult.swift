@@ -182,7 +182,8 @@ extension LoadResult {
         if histogram.totalCount > 0 {
             for iv in histogram.percentiles(ticksPerHalfDistance: 5) {
                 let p = iv.percentileLevelIteratedTo / 100
-                let x = p >= 1 ? maxX : min(maxX, log10(1 / (1 - p)))
+                // The 100% point (the max) sits at 1 - 1/count, where the data runs out.
+                let x = p >= 1 ? min(maxX, log10(Double(histogram.totalCount))) : min(maxX, log10(1 / (1 - p)))
                 points.append((x, Double(iv.value) / 1e6))
                 if p >= 1 { break }
             }
