@@ -183,7 +183,8 @@ extension LoadResult {
             for iv in histogram.percentiles(ticksPerHalfDistance: 5) {
                 let p = iv.percentileLevelIteratedTo / 100
                 // The 100% point (the max) sits at 1 - 1/count, where the data runs out.
-                let x = p >= 1 ? min(maxX, log10(Double(histogram.totalCount))) : min(maxX, log10(1 / (1 - p)))
+                var x = p >= 1 ? min(maxX, log10(Double(histogram.totalCount))) : min(maxX, log10(1 / (1 - p)))
+                x = max(x, points.last?.0 ?? 0)
                 points.append((x, Double(iv.value) / 1e6))
                 if p >= 1 { break }
             }

@@ -19,9 +19,13 @@ public struct LiveSample: Sendable {
 /// Runs a load: one worker thread per `threads`, connections split between them, then merges
 /// their histograms and counters into a `LoadResult`.
 public enum LoadRunner {
+    /// Set from a SIGINT handler: the run stops early and still reports (as wrk does).
+    nonisolated(unsafe) public static var interruptRequested: Int32 = 0
+
     public static func run(_ config: LoadConfig, onSample: ((LiveSample) -> Void)? = nil) throws -> LoadResult {
         try config.validate()
         signal(SIGPIPE, SIG_IGN)
+        let limitWarning = raiseDescriptorLimit(needed: config.connections + 64)
         let tlsClient: TLSClient? = try config.tls.map { try TLSClient($0) }
         let templates = config.requests.map { RequestTemplate($0, closeConnection: config.newConnectionPerRequest) }
         let start = portico_now_ns() &+ 1_000_000  // a little ahead: open-loop schedules start after setup
@@ -51,7 +55,8 @@ public enum LoadRunner {
         var publishAsked = false
         while !latch.isDone {
             let now = portico_now_ns()
-            if config.durationNanos > 0 && !stopped && now > start && now - start >= config.durationNanos {
+            let timeUp = config.durationNanos > 0 && now > start && now - start >= config.durationNanos
+            if !stopped && (timeUp || interruptRequested != 0) {
                 for w in workers { w.loop.execute { w.stop() } }
                 stopped = true
             }
@@ -83,6 +88,22 @@ public enum LoadRunner {
         }
         latch.wait()
         for t in threads { t.join() }
-        return LoadResult(config: config, workers: workers, start: start)
+        var result = LoadResult(config: config, workers: workers, start: start)
+        if let w = limitWarning { result.warnings.append(w) }
+        if interruptRequested != 0 { result.warnings.append("interrupted: the run was stopped early") }
+        return result
+    }
+
+    /// Lifts the soft descriptor limit towards the hard one so -c 10000 works without ulimit.
+    /// Returns a warning when the hard limit is too low for the connections asked for.
+    static func raiseDescriptorLimit(needed: Int) -> String? {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(needed) else { return nil }
+        limit.rlim_cur = min(limit.rlim_max, rlim_t(max(needed, 4096) * 2))
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        if limit.rlim_cur < rlim_t(needed) {
+            return "the descriptor limit (\(limit.rlim_cur)) is too low for \(needed - 64) connections: raise it (ulimit -n)"
+        }
+        return nil
     }
 }

@@ -157,6 +157,9 @@ if live {
     }
 }
 
+// Ctrl-C stops the run early; the report of what ran is still printed.
+signal(SIGINT) { _ in LoadRunner.interruptRequested = 1 }
+
 let result: LoadResult
 do {
     result = try LoadRunner.run(config, onSample: sampler)
