@@ -77,34 +77,52 @@ backend be
   server s2 127.0.0.1:9002
 C
 nginx -c "$D/backend.conf" && nginx -c "$D/proxy.conf" && haproxy -f "$D/haproxy.cfg" || die "could not start the anchors (ports 9001/9002/9080/9081/9443/9444 busy?)"
-"$PORTICO" serve -f "$ROUTES" --http 127.0.0.1:8090 --admin 127.0.0.1:0 --workers "$WORKERS" --access-log off \
-  >"$D/portico.log" 2>&1 &
+# Portico's https listener, when this build's `serve` has one (same certificate as the anchors).
+PORTICO_TLS=
+if "$PORTICO" serve --help 2>&1 | grep -q -- '--https'; then
+  if [ -n "${TLS:-}" ]; then
+    PORTICO_TLS="--https 127.0.0.1:8443 --default-cert $D/cert.pem --default-key $D/key.pem"
+  else
+    PORTICO_TLS="--https off"
+  fi
+fi
+"$PORTICO" serve -f "$ROUTES" --http 127.0.0.1:8090 $PORTICO_TLS --admin 127.0.0.1:0 --workers "$WORKERS" \
+  --access-log off >"$D/portico.log" 2>&1 &
 PPID_PORTICO=$!
 
 wait_port() { for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 for p in 9001 9002 9080 9081 8090; do wait_port $p || die "nothing listening on 127.0.0.1:$p (see $D/portico.log)"; done
 
-TARGETS="backend=http://127.0.0.1:9001/ nginx=http://127.0.0.1:9080/ haproxy=http://127.0.0.1:9081/ portico=http://127.0.0.1:8090/"
+# name|url|mode (keep: keep-alive; newconn: a new connection, so a TLS handshake, per request).
+# Rows are grouped so that portico*, nginx* and haproxy* with the same suffix are compared.
+TARGETS="backend|http://127.0.0.1:9001/|keep nginx|http://127.0.0.1:9080/|keep haproxy|http://127.0.0.1:9081/|keep"
+TARGETS="$TARGETS portico|http://127.0.0.1:8090/|keep"
+SUFFIXES=""
 if [ -n "${TLS:-}" ]; then
-  TARGETS="$TARGETS nginx-tls=https://127.0.0.1:9443/ haproxy-tls=https://127.0.0.1:9444/"
-  if "$PORTICO" serve --help 2>&1 | grep -q -- '--https'; then
-    echo "note: Portico https rows need its certificate flags wired here; not measured yet" >&2
+  TARGETS="$TARGETS nginx-tls|https://127.0.0.1:9443/|keep haproxy-tls|https://127.0.0.1:9444/|keep"
+  TARGETS="$TARGETS nginx-tls-hs|https://127.0.0.1:9443/|newconn haproxy-tls-hs|https://127.0.0.1:9444/|newconn"
+  if [ "${PORTICO_TLS#--https 127}" != "$PORTICO_TLS" ] && wait_port 8443; then
+    TARGETS="$TARGETS portico-tls|https://127.0.0.1:8443/|keep portico-tls-hs|https://127.0.0.1:8443/|newconn"
+    SUFFIXES="-tls -tls-hs"
+  else
+    echo "note: this portico build has no https listener: no Portico https rows" >&2
   fi
 fi
 
 # One measurement: prints "REQS_PER_SEC P99_MS" (0 0 when the tool failed).
 measure() {
-  local tool=$1 url=$2 out=$3
+  local tool=$1 url=$2 mode=$3 out=$4
   case $tool in
     wrk)
-      wrk -t1 -c"$C" -d"$T" --latency "$url" >"$out" 2>&1
+      local closeflag=(); [ "$mode" = newconn ] && closeflag=(-H "Connection: close")
+      wrk -t1 -c"$C" -d"$T" --latency "${closeflag[@]}" "$url" >"$out" 2>&1
       awk '/Requests\/sec/{r=$2}
            $1=="99%"{v=$2; m=1; if (v ~ /us$/) m=0.001; else if (v ~ /ms$/) m=1; else if (v ~ /s$/) m=1000;
                      sub(/[a-z]+$/, "", v); p=v*m}
            END{printf "%s %s\n", (r==""?0:r), (p==""?0:p)}' "$out" ;;
     portico-load)
-      local tlsflag=; [ "${url#https}" != "$url" ] && tlsflag=--insecure
-      "$LOAD" -t1 -c"$C" -d"$T" $tlsflag --json "$url" >"$out" 2>&1
+      local flags=(); [ "${url#https}" != "$url" ] && flags+=(--insecure); [ "$mode" = newconn ] && flags+=(--new-connection)
+      "$LOAD" -t1 -c"$C" -d"$T" "${flags[@]}" --json "$url" >"$out" 2>&1
       awk -F': ' '/"requests_per_sec"/{gsub(/[ ,]/, "", $2); r=$2} /"p99" /{gsub(/[ ,]/, "", $2); p=$2}
            END{printf "%s %s\n", (r==""?0:r), (p==""?0:p)}' "$out" ;;
   esac
@@ -113,38 +131,37 @@ measure() {
 RESULTS="$D/results"; : > "$RESULTS"
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r); T=$T C=$C ROUNDS=$ROUNDS WORKERS=$WORKERS"
 for round in $(seq 1 "$ROUNDS"); do
-  for pair in $TARGETS; do
-    name=${pair%%=*}; url=${pair#*=}
+  for row in $TARGETS; do
+    IFS='|' read -r name url mode <<<"$row"
     for tool in $TOOLS; do
       [ "$tool" = wrk ] || [ "$tool" = portico-load ] || die "unknown tool $tool"
-      read -r rps p99 < <(measure "$tool" "$url" "$D/$name.$tool.$round.out")
-      printf 'round %s  %-12s %-13s %12.0f req/s  p99 %8.3f ms\n' "$round" "$name" "$tool" "$rps" "$p99"
+      read -r rps p99 < <(measure "$tool" "$url" "$mode" "$D/$name.$tool.$round.out")
+      printf 'round %s  %-15s %-13s %12.0f req/s  p99 %8.3f ms\n' "$round" "$name" "$tool" "$rps" "$p99"
       echo "$name $tool $rps $p99" >> "$RESULTS"
     done
   done
 done
 
-# Medians per (target, tool) and the ratios.
+# Medians per (target, tool), then the ratios (req/s: higher is better for Portico; p99: lower).
 median() { sort -g | awk '{v[NR]=$1} END{if (NR==0) print 0; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+med() { awk -v n="$1" -v t="$2" -v f="$3" '$1==n && $2==t {print $f}' "$RESULTS" | median; }
 echo
-printf '%-13s %-12s %12s %10s\n' tool target "req/s" "p99 ms"
+printf '%-13s %-15s %12s %10s\n' tool target "req/s" "p99 ms"
 for tool in $TOOLS; do
-  for pair in $TARGETS; do
-    name=${pair%%=*}
-    rps=$(awk -v n="$name" -v t="$tool" '$1==n && $2==t {print $3}' "$RESULTS" | median)
-    p99=$(awk -v n="$name" -v t="$tool" '$1==n && $2==t {print $4}' "$RESULTS" | median)
-    printf '%-13s %-12s %12.0f %10.3f\n' "$tool" "$name" "$rps" "$p99"
-    eval "M_${name//-/_}_${tool//-/_}_rps=$rps; M_${name//-/_}_${tool//-/_}_p99=$p99"
+  for row in $TARGETS; do
+    name=${row%%|*}
+    printf '%-13s %-15s %12.0f %10.3f\n' "$tool" "$name" "$(med "$name" "$tool" 3)" "$(med "$name" "$tool" 4)"
   done
 done
 echo
-printf '%-13s %18s %20s %16s %18s\n' tool "Portico/nginx req/s" "Portico/HAProxy req/s" "p99 Portico/nginx" "p99 Portico/HAProxy"
+printf '%-13s %-10s %14s %16s %16s %18s\n' tool row "req/s P/nginx" "req/s P/HAProxy" "p99 P/nginx" "p99 P/HAProxy"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else printf "n/a" }'; }
 for tool in $TOOLS; do
-  t=${tool//-/_}
-  eval "pr=\$M_portico_${t}_rps; nr=\$M_nginx_${t}_rps; hr=\$M_haproxy_${t}_rps"
-  eval "pp=\$M_portico_${t}_p99; np=\$M_nginx_${t}_p99; hp=\$M_haproxy_${t}_p99"
-  awk -v tool="$tool" -v pr="$pr" -v nr="$nr" -v hr="$hr" -v pp="$pp" -v np="$np" -v hp="$hp" 'BEGIN{
-    printf "%-13s %18s %20s %16s %18s\n", tool,
-      (nr>0 ? sprintf("%.2f", pr/nr) : "n/a"), (hr>0 ? sprintf("%.2f", pr/hr) : "n/a"),
-      (np>0 ? sprintf("%.2f", pp/np) : "n/a"), (hp>0 ? sprintf("%.2f", pp/hp) : "n/a") }'
+  for sfx in "" $SUFFIXES; do
+    pr=$(med "portico$sfx" "$tool" 3); nr=$(med "nginx$sfx" "$tool" 3); hr=$(med "haproxy$sfx" "$tool" 3)
+    pp=$(med "portico$sfx" "$tool" 4); np=$(med "nginx$sfx" "$tool" 4); hp=$(med "haproxy$sfx" "$tool" 4)
+    case $sfx in "") label=http ;; -tls) label=https ;; *) label=https-hs ;; esac
+    printf '%-13s %-10s %14s %16s %16s %18s\n' "$tool" "$label" \
+      "$(ratio "$pr" "$nr")" "$(ratio "$pr" "$hr")" "$(ratio "$pp" "$np")" "$(ratio "$pp" "$hp")"
+  done
 done
