@@ -1,0 +1,53 @@
+import Reactor
+
+/// Everything a run needs, checked: built by the CLI (or a test), consumed by `LoadRunner`.
+public struct LoadConfig {
+    public var requests: [RequestSpec]
+    /// Where every connection goes (the URL's address, or --connect-to).
+    public var address: SocketAddress
+    public var connections: Int = 1
+    public var threads: Int = 1
+    /// Run length in ns; 0 when the run is bounded by `totalRequests`.
+    public var durationNanos: UInt64 = 0
+    /// Exact number of requests (responses plus failed attempts); 0 for a timed run.
+    public var totalRequests: Int = 0
+    /// Open loop: requests per second for the whole run; 0 for a closed loop.
+    public var rate: Double = 0
+    public var timeoutNanos: UInt64 = 5_000_000_000
+    /// A new connection for every request (`Connection: close` is sent too).
+    public var newConnectionPerRequest = false
+    /// Show the live progress line (the CLI sets it when stdout is a terminal).
+    public var progress = false
+    public var tls: TLSOptions? = nil
+
+    public init(requests: [RequestSpec], address: SocketAddress) {
+        self.requests = requests
+        self.address = address
+    }
+
+    public var isOpenLoop: Bool { rate > 0 }
+
+    /// Consistency checks that do not depend on the network.
+    public func validate() throws {
+        guard !requests.isEmpty else { throw UsageError("no request to send") }
+        guard connections >= 1 else { throw UsageError("-c must be at least 1") }
+        guard threads >= 1 else { throw UsageError("-t must be at least 1") }
+        guard threads <= connections else { throw UsageError("-t (\(threads)) cannot exceed -c (\(connections)): each thread needs a connection") }
+        guard (durationNanos > 0) != (totalRequests > 0) else { throw UsageError("give exactly one of -d DURATION or -n REQUESTS") }
+        guard timeoutNanos > 0 else { throw UsageError("--timeout must be positive") }
+        guard rate >= 0, rate.isFinite else { throw UsageError("-R must be positive") }
+        let tlsSet = Set(requests.map { $0.url.isTLS })
+        guard tlsSet.count == 1 else { throw UsageError("mixing http and https requests in one run is not supported") }
+    }
+}
+
+/// TLS settings for https targets.
+public struct TLSOptions {
+    public var insecure = false
+    public var caFile: String? = nil
+    /// The SNI name (the target's host).
+    public var serverName: String
+    public init(serverName: String, insecure: Bool = false, caFile: String? = nil) {
+        self.serverName = serverName; self.insecure = insecure; self.caFile = caFile
+    }
+}

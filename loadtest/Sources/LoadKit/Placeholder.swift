@@ -1,1 +1,0 @@
-// placeholder: the load generator lands here

@@ -1,0 +1,27 @@
+import Foundation
+import TLS
+
+/// Client TLS for https targets: one context for the run (shared read-only by the workers, as
+/// OpenSSL allows), one `TLSSession` per connection with the target's name as SNI.
+final class TLSClient: @unchecked Sendable {
+    let context: TLSClientContext
+    let serverName: String
+
+    init(_ options: TLSOptions) throws {
+        var ca: [UInt8]? = nil
+        if let path = options.caFile {
+            guard let data = FileManager.default.contents(atPath: path) else { throw UsageError("cannot read --cacert '\(path)'") }
+            ca = Array(data)
+        }
+        do {
+            context = try TLSClientContext(verify: !options.insecure, caPEM: ca, alpn: ["http/1.1"])
+        } catch {
+            throw UsageError("TLS setup: \(error)")
+        }
+        serverName = options.serverName
+    }
+
+    func session(fd: Int32) -> TLSSession {
+        TLSSession(client: context, fd: fd, serverName: serverName)
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class PlaceholderLoadKit: XCTestCase { func testBuilds() {} }

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Portico side by side with nginx and HAProxy, each loaded by wrk and by portico-load.
+#
+# The same setup as ../shared/bench/anchors.sh: two nginx backends (127.0.0.1:9001 and :9002),
+# nginx (:9080) and HAProxy (:9081) as reverse proxies in front of them, and Portico
+# (`portico serve -f loadtest/bench-routes.yaml`, :8090) routing every request to the same two
+# backends. Every proxy gets WORKERS workers; each (proxy, load tool) pair runs ROUNDS times,
+# interleaved, and the table shows medians and the ratios Portico/nginx and Portico/HAProxy.
+#
+#   swift build -c release && loadtest/bench.sh
+#
+# Env: T (run length, default 5s), C (connections, 64), ROUNDS (3), WORKERS (1),
+#      TOOLS ("wrk portico-load"), PORTICO / LOAD (binaries, default .build/release/…),
+#      TLS=1 adds https keep-alive rows for nginx and HAProxy (Portico https: when `serve` has
+#      --https), KEEP=1 keeps the temp dir with the raw outputs.
+# Bounded: 4 targets x 2 tools x ROUNDS x T (about 2 min with the defaults), plus start-up.
+# Not yet here (see issue 4): 1 KiB / 64 KiB bodies, 10 000 idle connections (RSS), 1 vs 2 workers.
+set -u
+cd "$(dirname "$0")/.."
+T=${T:-5s}; C=${C:-64}; ROUNDS=${ROUNDS:-3}; WORKERS=${WORKERS:-1}; TOOLS=${TOOLS:-"wrk portico-load"}
+PORTICO=${PORTICO:-.build/release/portico}; LOAD=${LOAD:-.build/release/portico-load}
+ROUTES=loadtest/bench-routes.yaml
+
+die() { echo "bench: $*" >&2; exit 2; }
+for t in nginx haproxy wrk openssl; do command -v $t >/dev/null || die "missing $t (apt-get install -y nginx-light haproxy wrk openssl)"; done
+[ -x "$PORTICO" ] || die "no $PORTICO: swift build -c release"
+[ -x "$LOAD" ] || die "no $LOAD: swift build -c release --product portico-load"
+[ -f "$ROUTES" ] || die "no $ROUTES (Ingress defaultBackend -> Service bench -> Endpoints 127.0.0.1:9001, :9002)"
+
+D=$(mktemp -d /tmp/portico-bench.XXXXXX); PPID_PORTICO=
+cleanup() {
+  [ -n "$PPID_PORTICO" ] && kill "$PPID_PORTICO" 2>/dev/null
+  for p in "$D"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
+  if [ -n "${KEEP:-}" ]; then echo "raw outputs in $D"; else rm -rf "$D"; fi
+}
+trap cleanup EXIT
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$D/key.pem" -out "$D/cert.pem" \
+  -days 2 -subj /CN=bench.local -addext "subjectAltName=DNS:bench.local,IP:127.0.0.1" >/dev/null 2>&1
+cat "$D/cert.pem" "$D/key.pem" > "$D/both.pem"
+cat > "$D/backend.conf" <<C
+worker_processes 1; pid $D/backend.pid; daemon on; error_log /dev/null;
+events { worker_connections 4096; }
+http { access_log off;
+  server { listen 127.0.0.1:9001 reuseport backlog=4096; keepalive_requests 100000; location / { return 200 "hello from backend\n"; } }
+  server { listen 127.0.0.1:9002 reuseport backlog=4096; keepalive_requests 100000; location / { return 200 "hello from backend\n"; } } }
+C
+cat > "$D/proxy.conf" <<C
+worker_processes $WORKERS; pid $D/nginx.pid; daemon on; error_log /dev/null;
+events { worker_connections 4096; }
+http { access_log off;
+  upstream be { server 127.0.0.1:9001; server 127.0.0.1:9002; keepalive 64; }
+  server { listen 127.0.0.1:9080 backlog=4096; listen 127.0.0.1:9443 ssl backlog=4096; server_name bench.local;
+    ssl_certificate $D/cert.pem; ssl_certificate_key $D/key.pem; keepalive_requests 100000;
+    location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr; } } }
+C
+cat > "$D/haproxy.cfg" <<C
+global
+  nbthread $WORKERS
+  pidfile $D/haproxy.pid
+  daemon
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option forwardfor
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:9081
+  bind 127.0.0.1:9444 ssl crt $D/both.pem
+  default_backend be
+backend be
+  balance roundrobin
+  server s1 127.0.0.1:9001
+  server s2 127.0.0.1:9002
+C
+nginx -c "$D/backend.conf" && nginx -c "$D/proxy.conf" && haproxy -f "$D/haproxy.cfg" || die "could not start the anchors (ports 9001/9002/9080/9081/9443/9444 busy?)"
+# Portico's https listener, when this build's `serve` has one (same certificate as the anchors).
+PORTICO_TLS=
+if "$PORTICO" serve --help 2>&1 | grep -q -- '--https'; then
+  if [ -n "${TLS:-}" ]; then
+    PORTICO_TLS="--https 127.0.0.1:8443 --default-cert $D/cert.pem --default-key $D/key.pem"
+  else
+    PORTICO_TLS="--https off"
+  fi
+fi
+"$PORTICO" serve -f "$ROUTES" --http 127.0.0.1:8090 $PORTICO_TLS --admin 127.0.0.1:0 --workers "$WORKERS" \
+  --access-log off >"$D/portico.log" 2>&1 &
+PPID_PORTICO=$!
+
+wait_port() { for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+for p in 9001 9002 9080 9081 8090; do wait_port $p || die "nothing listening on 127.0.0.1:$p (see $D/portico.log)"; done
+
+# name|url|mode (keep: keep-alive; newconn: a new connection, so a TLS handshake, per request).
+# Rows are grouped so that portico*, nginx* and haproxy* with the same suffix are compared.
+TARGETS="backend|http://127.0.0.1:9001/|keep nginx|http://127.0.0.1:9080/|keep haproxy|http://127.0.0.1:9081/|keep"
+TARGETS="$TARGETS portico|http://127.0.0.1:8090/|keep"
+SUFFIXES=""
+if [ -n "${TLS:-}" ]; then
+  TARGETS="$TARGETS nginx-tls|https://127.0.0.1:9443/|keep haproxy-tls|https://127.0.0.1:9444/|keep"
+  TARGETS="$TARGETS nginx-tls-hs|https://127.0.0.1:9443/|newconn haproxy-tls-hs|https://127.0.0.1:9444/|newconn"
+  if [ "${PORTICO_TLS#--https 127}" != "$PORTICO_TLS" ] && wait_port 8443; then
+    TARGETS="$TARGETS portico-tls|https://127.0.0.1:8443/|keep portico-tls-hs|https://127.0.0.1:8443/|newconn"
+    SUFFIXES="-tls -tls-hs"
+  else
+    echo "note: this portico build has no https listener: no Portico https rows" >&2
+  fi
+fi
+
+# One measurement: prints "REQS_PER_SEC P99_MS" (0 0 when the tool failed).
+measure() {
+  local tool=$1 url=$2 mode=$3 out=$4
+  case $tool in
+    wrk)
+      local closeflag=(); [ "$mode" = newconn ] && closeflag=(-H "Connection: close")
+      wrk -t1 -c"$C" -d"$T" --latency "${closeflag[@]}" "$url" >"$out" 2>&1
+      awk '/Requests\/sec/{r=$2}
+           $1=="99%"{v=$2; m=1; if (v ~ /us$/) m=0.001; else if (v ~ /ms$/) m=1; else if (v ~ /s$/) m=1000;
+                     sub(/[a-z]+$/, "", v); p=v*m}
+           END{printf "%s %s\n", (r==""?0:r), (p==""?0:p)}' "$out" ;;
+    portico-load)
+      local flags=(); [ "${url#https}" != "$url" ] && flags+=(--insecure); [ "$mode" = newconn ] && flags+=(--new-connection)
+      "$LOAD" -t1 -c"$C" -d"$T" "${flags[@]}" --json "$url" >"$out" 2>&1
+      awk -F': ' '/"requests_per_sec"/{gsub(/[ ,]/, "", $2); r=$2} /"p99" /{gsub(/[ ,]/, "", $2); p=$2}
+           END{printf "%s %s\n", (r==""?0:r), (p==""?0:p)}' "$out" ;;
+  esac
+}
+
+RESULTS="$D/results"; : > "$RESULTS"
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r); T=$T C=$C ROUNDS=$ROUNDS WORKERS=$WORKERS"
+for round in $(seq 1 "$ROUNDS"); do
+  for row in $TARGETS; do
+    IFS='|' read -r name url mode <<<"$row"
+    for tool in $TOOLS; do
+      [ "$tool" = wrk ] || [ "$tool" = portico-load ] || die "unknown tool $tool"
+      read -r rps p99 < <(measure "$tool" "$url" "$mode" "$D/$name.$tool.$round.out")
+      printf 'round %s  %-15s %-13s %12.0f req/s  p99 %8.3f ms\n' "$round" "$name" "$tool" "$rps" "$p99"
+      echo "$name $tool $rps $p99" >> "$RESULTS"
+    done
+  done
+done
+
+# Medians per (target, tool), then the ratios (req/s: higher is better for Portico; p99: lower).
+median() { sort -g | awk '{v[NR]=$1} END{if (NR==0) print 0; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+med() { awk -v n="$1" -v t="$2" -v f="$3" '$1==n && $2==t {print $f}' "$RESULTS" | median; }
+echo
+printf '%-13s %-15s %12s %10s\n' tool target "req/s" "p99 ms"
+for tool in $TOOLS; do
+  for row in $TARGETS; do
+    name=${row%%|*}
+    printf '%-13s %-15s %12.0f %10.3f\n' "$tool" "$name" "$(med "$name" "$tool" 3)" "$(med "$name" "$tool" 4)"
+  done
+done
+echo
+printf '%-13s %-10s %14s %16s %16s %18s\n' tool row "req/s P/nginx" "req/s P/HAProxy" "p99 P/nginx" "p99 P/HAProxy"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else printf "n/a" }'; }
+for tool in $TOOLS; do
+  for sfx in "" $SUFFIXES; do
+    pr=$(med "portico$sfx" "$tool" 3); nr=$(med "nginx$sfx" "$tool" 3); hr=$(med "haproxy$sfx" "$tool" 3)
+    pp=$(med "portico$sfx" "$tool" 4); np=$(med "nginx$sfx" "$tool" 4); hp=$(med "haproxy$sfx" "$tool" 4)
+    case $sfx in "") label=http ;; -tls) label=https ;; *) label=https-hs ;; esac
+    printf '%-13s %-10s %14s %16s %16s %18s\n' "$tool" "$label" \
+      "$(ratio "$pr" "$nr")" "$(ratio "$pr" "$hr")" "$(ratio "$pp" "$np")" "$(ratio "$pp" "$hp")"
+  done
+done
