@@ -255,6 +255,7 @@ extension JSONValue {
     func name(field: String) -> String { self[field]?.stringValue ?? "" }
 }
 
+
 extension JSONValue: ExpressibleByStringLiteral {
     public init(stringLiteral value: String) { self = .string(value) }
 }
