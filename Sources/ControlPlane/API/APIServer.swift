@@ -69,6 +69,13 @@ public final class APIServer {
             return .now(.text(200, "ok"))
         default: break
         }
+        if segments[0] == "openapi", segments.count >= 2, segments[1] == "v3" {
+            if segments.count == 2 { return try get(APIOpenAPI.index()) }
+            let gv = segments.count == 4 && segments[2] == "api" ? ("", segments[3])
+                : segments.count == 5 && segments[2] == "apis" ? (segments[3], segments[4]) : nil
+            guard let (g, v) = gv, let doc = APIOpenAPI.document(group: g, version: v) else { throw notFound(r.path) }
+            return try get(doc)
+        }
         let group: String, version: String, rest: ArraySlice<String>
         if segments[0] == "api" {
             group = ""; version = segments[1]; rest = segments.dropFirst(2)
