@@ -61,7 +61,7 @@ final class ServerConnection: Channel {
     var head = RequestHead()
     var canRead = false
     var canWrite = true
-    enum State { case head, body, waiting, writing, webSocket }
+    enum State { case head, body, waiting, writing, webSocket, streaming }
     var state: State = .head
     var request = ServerRequest()
     var chunked = ChunkedDecoder()
@@ -73,6 +73,7 @@ final class ServerConnection: Channel {
     var closeAfter = false
     var delayed: ServerResponse?
     var delayTimer: TimerQueue?
+    var stream: ResponseStream?
 
     init(fd: Int32, server: HTTPServer, peer: SocketAddress?) {
         self.server = server
@@ -96,7 +97,10 @@ final class ServerConnection: Channel {
         }
     }
 
-    func finish() { loop?.close(self) }
+    func finish() {
+        loop?.close(self)
+        if let s = stream { stream = nil; s.closed() }
+    }
 
     func drive() {
         while !isClosed {
@@ -131,6 +135,11 @@ final class ServerConnection: Channel {
             case .webSocket:
                 webSocketEcho()
                 return
+            case .streaming:
+                // Written by the ResponseStream; reading only notices the client going away.
+                if !flush() { return }
+                inBuf.consume(inBuf.readableCount)
+                if !readMore() { return }
             }
         }
     }
@@ -210,6 +219,15 @@ final class ServerConnection: Channel {
             state = .waiting
             let q = loop!.timerQueue(nanos: nanos)
             q.arm(self)
+        case .stream(let r, let start):
+            out.append(string: "HTTP/1.1 \(r.status) \(HTTPStatus.reasonPhrase(r.status))\r\n")
+            for (n, v) in r.headers { out.append(string: "\(n): \(v)\r\n") }
+            out.append("Transfer-Encoding: chunked\r\n\r\n")
+            cancelTimer()
+            state = .streaming
+            let s = ResponseStream(connection: self)
+            stream = s
+            start(s)
         case .webSocketEcho(let accept):
             out.append(string: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: \(accept)\r\n\r\n")
             cancelTimer()

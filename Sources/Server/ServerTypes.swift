@@ -55,4 +55,47 @@ public enum ServerReply {
     case after(nanos: UInt64, ServerResponse)
     /// Accept a WebSocket upgrade and echo every frame back.
     case webSocketEcho(accept: String)
+    /// Send the response's status and headers with `Transfer-Encoding: chunked` (its body is
+    /// ignored), then hand the handler a `ResponseStream` to write the body over time (a watch).
+    case stream(ServerResponse, (ResponseStream) -> Void)
+}
+
+/// The body of a streamed response, written as it becomes available: each `write` is one chunk,
+/// sent at once. Use it on the server's event loop thread only (post with `EventLoop.execute`).
+public final class ResponseStream {
+    weak var connection: ServerConnection?
+    /// Called once when the connection closes (the client went away, or after `finish()`).
+    public var onClose: (() -> Void)?
+    /// Bytes queued but not yet written beyond which the client counts as too slow and the
+    /// connection is closed, so a stalled reader cannot grow memory without bound.
+    public var maxQueuedBytes = 16 << 20
+
+    init(connection: ServerConnection) { self.connection = connection }
+
+    /// True until the connection closes or `finish()` is called.
+    public var isOpen: Bool { connection.map { !$0.isClosed && $0.state == .streaming } ?? false }
+
+    /// Sends `bytes` as one chunk (nothing for empty bytes).
+    public func write(_ bytes: [UInt8]) {
+        guard let c = connection, isOpen, !bytes.isEmpty else { return }
+        c.out.appendHex(UInt64(bytes.count)); c.out.append("\r\n"); c.out.append(bytes); c.out.append("\r\n")
+        if c.out.readableCount > maxQueuedBytes { c.finish(); return }
+        c.drive()
+    }
+
+    /// Ends the body (the last chunk) and closes the connection once it is written.
+    public func finish() {
+        guard let c = connection, isOpen else { return }
+        c.out.append("0\r\n\r\n")
+        c.closeAfter = true
+        c.state = .writing
+        c.drive()
+    }
+
+    func closed() {
+        let f = onClose
+        onClose = nil
+        connection = nil
+        f?()
+    }
 }

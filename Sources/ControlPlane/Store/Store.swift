@@ -1,0 +1,363 @@
+import Foundation
+import Objects
+
+/// One change seen by a watcher: the object after the change (for DELETED: its last state, with
+/// the resourceVersion of the deletion).
+public struct WatchEvent: Sendable {
+    public enum EventType: String, Sendable { case added = "ADDED", modified = "MODIFIED", deleted = "DELETED" }
+    public var type: EventType
+    public var resource: ResourceType
+    public var object: JSONValue
+    /// The store revision of this change (the object's resourceVersion).
+    public var revision: Int64
+}
+
+/// A registered watch; `cancel()` stops its callbacks (also done when it is released).
+public final class WatchHandle {
+    weak var store: Store?
+    let id: Int
+    init(store: Store, id: Int) { self.store = store; self.id = id }
+    public func cancel() { store?.cancelWatch(id) }
+}
+
+/// The control plane's object store: every object of every kind as JSON, in memory for reads
+/// and in SQLite (`<directory>/store.db`) for durability, with Kubernetes' metadata rules and one
+/// monotonic revision for the whole store.
+///
+/// Controllers use it directly:
+/// ```
+/// let store = try Store(directory: ".portico")
+/// let d = try store.get(.deployments, namespace: "default", name: "web")
+/// let (pods, rv) = try store.list(.pods, namespace: "default", labelSelector: "app=web")
+/// let handle = try store.watch(.pods, fromResourceVersion: rv) { event in queue.enqueue(event) }
+/// ```
+/// Thread-safe: every call takes one (recursive) lock. Watch callbacks run in revision order on
+/// the writer's thread, under that lock: they should hand the event off (enqueue, post to a
+/// loop) rather than do slow work.
+public final class Store {
+    /// How many recent events are kept for watches that resume from a resourceVersion.
+    public let windowCapacity: Int
+    private let lock = NSRecursiveLock()
+    private let database: StoreDatabase
+    /// groupResource → "namespace/name" → object.
+    private var objects: [String: [String: JSONValue]] = [:]
+    private var currentRevision: Int64
+    private var window: [WatchEvent] = []
+    private var windowHead = 0
+    /// Every event after this revision is in `window`.
+    private var windowStart: Int64
+    private var watchers: [Int: Watcher] = [:]
+    private var nextWatcherID = 0
+
+    private struct Watcher {
+        var resource: ResourceType?
+        var namespace: String?
+        var labels: LabelSelector?
+        var fields: FieldSelector?
+        var callback: (WatchEvent) -> Void
+
+        func wants(_ e: WatchEvent) -> Bool {
+            if let r = resource, r != e.resource { return false }
+            if let ns = namespace, !ns.isEmpty, ns != e.object.namespace { return false }
+            if let l = labels, !l.matches(e.object.labels) { return false }
+            if let f = fields, !f.matches(e.object) { return false }
+            return true
+        }
+    }
+
+    /// Opens (or creates) the store in `directory`; the `default` namespace exists from the start.
+    public init(directory: String, windowCapacity: Int = 10_000) throws {
+        self.windowCapacity = windowCapacity
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        database = try StoreDatabase(path: (directory as NSString).appendingPathComponent("store.db"))
+        currentRevision = try database.loadRevision()
+        for (resource, namespace, name, json) in try database.loadAll() {
+            objects[resource, default: [:]]["\(namespace)/\(name)"] = try JSONValue.parse(json)
+        }
+        windowStart = currentRevision
+        if (try? get(.namespaces, namespace: "", name: "default")) == nil {
+            _ = try create(.namespaces, .object(["metadata": .object(["name": .string("default")])]))
+        }
+    }
+
+    /// Closes the database; the store must not be used afterwards.
+    public func close() {
+        lock.lock(); defer { lock.unlock() }
+        database.close()
+    }
+
+    /// The latest revision (the resourceVersion of the newest change).
+    public var revision: Int64 {
+        lock.lock(); defer { lock.unlock() }
+        return currentRevision
+    }
+
+    // MARK: Reads
+
+    /// The object, or NotFound. `namespace` is ignored for cluster-scoped kinds.
+    public func get(_ type: ResourceType, namespace: String, name: String) throws -> JSONValue {
+        lock.lock(); defer { lock.unlock() }
+        guard let o = objects[type.groupResource]?[key(type, namespace, name)] else { throw StoreError.notFound(type, name) }
+        return o
+    }
+
+    /// Objects of a kind in `namespace` (nil or "" for all namespaces) matching the selectors,
+    /// sorted by namespace and name, with the store revision they were read at.
+    public func list(_ type: ResourceType, namespace: String? = nil, labelSelector: String? = nil,
+                     fieldSelector: String? = nil) throws -> (items: [JSONValue], resourceVersion: String) {
+        let labels = try labelSelector.map(LabelSelector.init)
+        let fields = try fieldSelector.map(FieldSelector.init)
+        lock.lock(); defer { lock.unlock() }
+        var items: [(String, JSONValue)] = []
+        for (k, o) in objects[type.groupResource] ?? [:] {
+            if let ns = namespace, !ns.isEmpty, type.namespaced, o.namespace != ns { continue }
+            if let l = labels, !l.matches(o.labels) { continue }
+            if let f = fields, !f.matches(o) { continue }
+            items.append((k, o))
+        }
+        return (items.sorted { $0.0 < $1.0 }.map(\.1), String(currentRevision))
+    }
+
+    // MARK: Writes
+
+    /// Creates the object (AlreadyExists when the name is taken; `metadata.generateName` picks a
+    /// free name). The store sets uid, resourceVersion, generation 1 and creationTimestamp;
+    /// `status` starts empty for kinds with a status subresource. `namespace` overrides an empty
+    /// `metadata.namespace` (default `default`).
+    @discardableResult
+    public func create(_ type: ResourceType, _ object: JSONValue, namespace: String? = nil) throws -> JSONValue {
+        lock.lock(); defer { lock.unlock() }
+        var o = try prepare(type, object, namespace: namespace)
+        if o.name.isEmpty, let prefix = o[path: ["metadata", "generateName"]]?.stringValue, !prefix.isEmpty {
+            var name: String
+            repeat { name = prefix + Store.randomSuffix() } while objects[type.groupResource]?[key(type, o.namespace, name)] != nil
+            o[path: ["metadata", "name"]] = .string(name)
+        }
+        try validate(type, o)
+        if type.namespaced, objects[ResourceType.namespaces.groupResource]?["/\(o.namespace)"] == nil {
+            throw StoreError(.notFound, "namespaces \"\(o.namespace)\" not found", name: o.namespace, kind: "namespaces")
+        }
+        let k = key(type, o.namespace, o.name)
+        if objects[type.groupResource]?[k] != nil { throw StoreError.alreadyExists(type, o.name) }
+        let revision = currentRevision + 1
+        o[path: ["metadata", "uid"]] = .string(UUID().uuidString.lowercased())
+        o[path: ["metadata", "resourceVersion"]] = .string(String(revision))
+        o[path: ["metadata", "generation"]] = .int(1)
+        o[path: ["metadata", "creationTimestamp"]] = .string(Store.timestamp())
+        o[path: ["metadata", "deletionTimestamp"]] = nil
+        if type.hasStatus { o["status"] = nil }
+        if type == .namespaces { o["status"] = .object(["phase": .string("Active")]) }
+        try commit([(.added, type, o)])
+        return o
+    }
+
+    /// Replaces the object (not its status, for kinds with a status subresource). A non-empty
+    /// `metadata.resourceVersion` must be the current one (Conflict otherwise). uid and
+    /// creationTimestamp are kept; generation grows when anything outside metadata and status
+    /// changes. An update that changes nothing returns the stored object without a new revision.
+    @discardableResult
+    public func update(_ type: ResourceType, _ object: JSONValue, namespace: String? = nil) throws -> JSONValue {
+        lock.lock(); defer { lock.unlock() }
+        var o = try prepare(type, object, namespace: namespace)
+        let old = try current(type, o)
+        if type.hasStatus { o["status"] = old["status"] }
+        return try replace(type, old: old, new: o)
+    }
+
+    /// Replaces only `status` (the status subresource); everything else is kept from the stored
+    /// object. A non-empty resourceVersion must be current.
+    @discardableResult
+    public func updateStatus(_ type: ResourceType, _ object: JSONValue, namespace: String? = nil) throws -> JSONValue {
+        lock.lock(); defer { lock.unlock() }
+        let o = try prepare(type, object, namespace: namespace)
+        let old = try current(type, o)
+        var new = old
+        new["status"] = o["status"]
+        return try replace(type, old: old, new: new)
+    }
+
+    /// Applies a JSON merge patch or a strategic merge patch to the stored object, then updates
+    /// it (or its status, with `status: true`). A resourceVersion in the patch must be current.
+    @discardableResult
+    public func patch(_ type: ResourceType, namespace: String, name: String, patch: JSONValue, as patchType: PatchType,
+                      status: Bool = false) throws -> JSONValue {
+        lock.lock(); defer { lock.unlock() }
+        let old = try get(type, namespace: namespace, name: name)
+        guard case .object = patch else { throw StoreError(.badRequest, "a patch must be a JSON object") }
+        var patched: JSONValue
+        switch patchType {
+        case .merge: patched = Patch.merge(old, patch)
+        case .strategic: patched = try Patch.strategic(old, patch) ?? .object([:])
+        }
+        if patched.name != name { throw StoreError(.badRequest, "metadata.name cannot be changed by a patch") }
+        patched[path: ["metadata", "namespace"]] = old["metadata"]?["namespace"]
+        return status ? try updateStatus(type, patched) : try update(type, patched)
+    }
+
+    /// Deletes the object and returns its last state; dependents (objects whose ownerReferences
+    /// name its uid) are deleted after it, recursively, as Kubernetes' background cascading
+    /// deletion does. Deleting a namespace deletes everything in it.
+    @discardableResult
+    public func delete(_ type: ResourceType, namespace: String, name: String) throws -> JSONValue {
+        lock.lock(); defer { lock.unlock() }
+        let o = try get(type, namespace: namespace, name: name)
+        var deleted = o
+        deleted[path: ["metadata", "resourceVersion"]] = .string(String(currentRevision + 1))
+        try commit([(.deleted, type, deleted)])
+        var dependents: [(ResourceType, JSONValue)] = []
+        for t in ResourceType.all {
+            for d in (objects[t.groupResource] ?? [:]).values {
+                let owned = d[path: ["metadata", "ownerReferences"]]?.arrayValue?.contains { $0["uid"]?.stringValue == o.uid } ?? false
+                let inNamespace = type == .namespaces && t.namespaced && d.namespace == name
+                if owned || inNamespace { dependents.append((t, d)) }
+            }
+        }
+        for (t, d) in dependents.sorted(by: { $0.1.resourceVersion < $1.1.resourceVersion }) {
+            _ = try? delete(t, namespace: d.namespace, name: d.name)
+        }
+        return deleted
+    }
+
+    // MARK: Watch
+
+    /// Calls `callback` for each change to objects of `type` (nil: every kind) in `namespace`
+    /// (nil or "": all) that match the selectors. With `fromResourceVersion` nil, "" or "0" the
+    /// watch starts with an ADDED event for every current object; with a revision N it replays
+    /// the changes after N from the event window, or throws Gone (410, reason Expired) when N is
+    /// older than the window.
+    public func watch(_ type: ResourceType?, namespace: String? = nil, labelSelector: String? = nil, fieldSelector: String? = nil,
+                      fromResourceVersion: String? = nil, _ callback: @escaping (WatchEvent) -> Void) throws -> WatchHandle {
+        let watcher = Watcher(resource: type, namespace: namespace, labels: try labelSelector.map(LabelSelector.init),
+                              fields: try fieldSelector.map(FieldSelector.init), callback: callback)
+        lock.lock(); defer { lock.unlock() }
+        var replay: [WatchEvent] = []
+        if let rvText = fromResourceVersion, !rvText.isEmpty, rvText != "0" {
+            guard let rv = Int64(rvText), rv >= 0 else { throw StoreError(.badRequest, "invalid resourceVersion \"\(rvText)\"") }
+            if rv < windowStart {
+                throw StoreError(.gone, "too old resource version: \(rv) (\(windowStart + 1))")
+            }
+            replay = windowEvents().filter { $0.revision > rv && watcher.wants($0) }
+        } else {
+            for t in type.map({ [$0] }) ?? ResourceType.all {
+                for o in try list(t, namespace: namespace).items {
+                    let e = WatchEvent(type: .added, resource: t, object: o, revision: Int64(o.resourceVersion) ?? 0)
+                    if watcher.wants(e) { replay.append(e) }
+                }
+            }
+        }
+        let id = nextWatcherID
+        nextWatcherID += 1
+        watchers[id] = watcher
+        for e in replay { callback(e) }
+        return WatchHandle(store: self, id: id)
+    }
+
+    func cancelWatch(_ id: Int) {
+        lock.lock(); defer { lock.unlock() }
+        watchers[id] = nil
+    }
+
+    // MARK: Internals
+
+    private func key(_ type: ResourceType, _ namespace: String, _ name: String) -> String {
+        type.namespaced ? "\(namespace)/\(name)" : "/\(name)"
+    }
+
+    private func windowEvents() -> [WatchEvent] { Array(window[windowHead...]) }
+
+    /// Checks the object's shape and sets apiVersion, kind and namespace.
+    private func prepare(_ type: ResourceType, _ object: JSONValue, namespace: String?) throws -> JSONValue {
+        guard case .object = object else { throw StoreError(.badRequest, "the object must be a JSON object") }
+        var o = object
+        if let v = o["apiVersion"]?.stringValue, v != type.apiVersion {
+            throw StoreError(.badRequest, "the API version in the data (\(v)) does not match the expected API version (\(type.apiVersion))")
+        }
+        if let k = o["kind"]?.stringValue, k != type.kind {
+            throw StoreError(.badRequest, "the kind in the data (\(k)) does not match the expected kind (\(type.kind))")
+        }
+        o["apiVersion"] = .string(type.apiVersion)
+        o["kind"] = .string(type.kind)
+        if o["metadata"]?.objectValue == nil { o["metadata"] = .object([:]) }
+        if type.namespaced {
+            let given = o.namespace
+            let ns = (namespace?.isEmpty == false ? namespace! : nil) ?? (given.isEmpty ? "default" : given)
+            if !given.isEmpty && given != ns {
+                throw StoreError(.badRequest, "the namespace of the provided object does not match the namespace sent on the request")
+            }
+            o[path: ["metadata", "namespace"]] = .string(ns)
+        } else {
+            o[path: ["metadata", "namespace"]] = nil
+        }
+        return o
+    }
+
+    private func current(_ type: ResourceType, _ o: JSONValue) throws -> JSONValue {
+        guard let old = objects[type.groupResource]?[key(type, o.namespace, o.name)] else { throw StoreError.notFound(type, o.name) }
+        let rv = o.resourceVersion
+        if !rv.isEmpty && rv != old.resourceVersion { throw StoreError.conflict(type, o.name) }
+        return old
+    }
+
+    private func replace(_ type: ResourceType, old: JSONValue, new: JSONValue) throws -> JSONValue {
+        var o = new
+        for field in ["uid", "creationTimestamp", "generation", "resourceVersion"] {
+            o[path: ["metadata", field]] = old[path: ["metadata", field]]
+        }
+        if o == old { return old }
+        try validate(type, o)
+        func spec(_ v: JSONValue) -> JSONValue { var s = v; s["metadata"] = nil; s["status"] = nil; return s }
+        if spec(o) != spec(old) {
+            o[path: ["metadata", "generation"]] = .int((old[path: ["metadata", "generation"]]?.intValue ?? 1) + 1)
+        }
+        o[path: ["metadata", "resourceVersion"]] = .string(String(currentRevision + 1))
+        try commit([(.modified, type, o)])
+        return o
+    }
+
+    /// Writes one change at the next revision, records it in the window and tells the watchers.
+    private func commit(_ changes: [(WatchEvent.EventType, ResourceType, JSONValue)]) throws {
+        var writes: [StoreDatabase.Write] = []
+        var events: [WatchEvent] = []
+        var revision = currentRevision
+        for (kind, type, object) in changes {
+            revision += 1
+            var o = object
+            o[path: ["metadata", "resourceVersion"]] = .string(String(revision))
+            if kind == .deleted {
+                writes.append(.delete(resource: type.groupResource, namespace: o.namespace, name: o.name))
+            } else {
+                writes.append(.put(resource: type.groupResource, namespace: o.namespace, name: o.name, uid: o.uid, json: o.jsonString))
+            }
+            events.append(WatchEvent(type: kind, resource: type, object: o, revision: revision))
+        }
+        try database.commit(writes, revision: revision)
+        currentRevision = revision
+        for e in events {
+            let k = key(e.resource, e.object.namespace, e.object.name)
+            if e.type == .deleted { objects[e.resource.groupResource]?[k] = nil } else { objects[e.resource.groupResource, default: [:]][k] = e.object }
+            window.append(e)
+            if window.count - windowHead > windowCapacity {
+                windowStart = window[windowHead].revision
+                windowHead += 1
+                if windowHead > windowCapacity { window.removeFirst(windowHead); windowHead = 0 }
+            }
+            for w in watchers.values where w.wants(e) { w.callback(e) }
+        }
+    }
+
+    private func validate(_ type: ResourceType, _ o: JSONValue) throws {
+        let causes = StoreValidation.validate(type, o)
+        if !causes.isEmpty { throw StoreError.invalid(type, o.name, causes) }
+    }
+
+    static func timestamp() -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime]
+        return f.string(from: Date())
+    }
+
+    static func randomSuffix() -> String {
+        let alphabet = Array("bcdfghjklmnpqrstvwxz2456789")
+        return String((0..<5).map { _ in alphabet.randomElement()! })
+    }
+}

@@ -1,0 +1,261 @@
+import Foundation
+import XCTest
+import Objects
+@testable import ControlPlane
+
+final class StoreTests: XCTestCase {
+    private var dir: String!
+    private var store: Store!
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "portico-store-\(UUID().uuidString)"
+        store = try Store(directory: dir)
+    }
+
+    override func tearDownWithError() throws {
+        store?.close()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    static func deployment(_ name: String, replicas: Int = 1, image: String = "echo:1") throws -> JSONValue {
+        try JSONValue.parse("""
+            {"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"\(name)","labels":{"app":"\(name)"}},
+             "spec":{"replicas":\(replicas),"selector":{"matchLabels":{"app":"\(name)"}},
+              "template":{"metadata":{"labels":{"app":"\(name)"}},
+               "spec":{"containers":[{"name":"web","image":"\(image)","ports":[{"containerPort":8080}],
+                                      "env":[{"name":"A","value":"1"},{"name":"B","value":"2"}]},
+                                     {"name":"side","image":"side:1"}]}}}}
+            """)
+    }
+
+    static func configMap(_ name: String, labels: [String: String] = [:], namespace: String = "default") -> JSONValue {
+        .object(["metadata": .object(["name": .string(name), "namespace": .string(namespace),
+                                      "labels": .object(labels.mapValues { .string($0) })]),
+                 "data": .object(["k": .string("v")])])
+    }
+
+    func testCreateSetsMetadataAndGetReturnsIt() throws {
+        let created = try store.create(.deployments, try Self.deployment("web"))
+        XCTAssertEqual(created.name, "web")
+        XCTAssertEqual(created.namespace, "default")
+        XCTAssertEqual(created.uid.count, 36)
+        XCTAssertEqual(created[path: ["metadata", "generation"]], .int(1))
+        XCTAssertNotNil(created[path: ["metadata", "creationTimestamp"]]?.stringValue?.hasSuffix("Z"))
+        XCTAssertEqual(created.resourceVersion, String(store.revision))
+        XCTAssertEqual(try store.get(.deployments, namespace: "default", name: "web"), created)
+    }
+
+    func testErrorsCarryKubernetesReasons() throws {
+        try store.create(.deployments, try Self.deployment("web"))
+        XCTAssertThrowsError(try store.create(.deployments, try Self.deployment("web"))) {
+            XCTAssertEqual(($0 as? StoreError)?.reason, .alreadyExists)
+            XCTAssertEqual(($0 as? StoreError)?.code, 409)
+        }
+        XCTAssertThrowsError(try store.get(.deployments, namespace: "default", name: "nope")) {
+            XCTAssertEqual(($0 as? StoreError)?.code, 404)
+        }
+        XCTAssertThrowsError(try store.create(.configMaps, Self.configMap("Bad_Name"))) {
+            let e = $0 as? StoreError
+            XCTAssertEqual(e?.code, 422)
+            XCTAssertEqual(e?.causes.first?.field, "metadata.name")
+        }
+        XCTAssertThrowsError(try store.create(.configMaps, Self.configMap("x", namespace: "missing"))) {
+            XCTAssertEqual(($0 as? StoreError)?.code, 404)
+        }
+    }
+
+    func testWorkloadValidationNamesTheField() throws {
+        var d = try Self.deployment("web")
+        d[path: ["spec", "template", "metadata", "labels"]] = .object(["app": .string("other")])
+        XCTAssertThrowsError(try store.create(.deployments, d)) {
+            XCTAssertEqual(($0 as? StoreError)?.causes.map(\.field), ["spec.template.metadata.labels"])
+        }
+    }
+
+    func testTypedKindsRejectUnknownFields() throws {
+        let svc = try JSONValue.parse(#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web"},"spec":{"selector":{"app":"web"},"ports":[{"port":80}],"bogus":1}}"#)
+        XCTAssertThrowsError(try store.create(.services, svc)) {
+            let e = $0 as? StoreError
+            XCTAssertEqual(e?.code, 422)
+            XCTAssertEqual(e?.causes.first?.field, "spec.bogus")
+        }
+    }
+
+    func testRevisionIsMonotonicAcrossKinds() throws {
+        let a = try store.create(.configMaps, Self.configMap("a"))
+        let b = try store.create(.deployments, try Self.deployment("b"))
+        let c = try store.update(.configMaps, a.with(["data", "k"], "w"))
+        let revisions = [a, b, c].map { Int($0.resourceVersion)! }
+        XCTAssertEqual(revisions, revisions.sorted())
+        XCTAssertEqual(Set(revisions).count, 3)
+    }
+
+    func testUpdateWithStaleResourceVersionConflicts() throws {
+        let a = try store.create(.configMaps, Self.configMap("a"))
+        let b = try store.update(.configMaps, a.with(["data", "k"], "2"))
+        XCTAssertThrowsError(try store.update(.configMaps, a.with(["data", "k"], "3"))) {
+            XCTAssertEqual(($0 as? StoreError)?.reason, .conflict)
+        }
+        XCTAssertEqual(try store.get(.configMaps, namespace: "default", name: "a"), b)
+        XCTAssertEqual(b.uid, a.uid)
+    }
+
+    func testGenerationGrowsOnSpecChangesOnlyAndStatusGoesThroughItsSubresource() throws {
+        let d = try store.create(.deployments, try Self.deployment("web"))
+        let labelled = try store.update(.deployments, d.with(["metadata", "labels", "x"], "y"))
+        XCTAssertEqual(labelled[path: ["metadata", "generation"]], .int(1))
+        let scaled = try store.update(.deployments, labelled.with(["spec", "replicas"], .int(3)))
+        XCTAssertEqual(scaled[path: ["metadata", "generation"]], .int(2))
+        let ignored = try store.update(.deployments, scaled.with(["status", "replicas"], .int(3)))
+        XCTAssertNil(ignored["status"])
+        let status = try store.updateStatus(.deployments, scaled.with(["status", "replicas"], .int(3)))
+        XCTAssertEqual(status[path: ["status", "replicas"]], .int(3))
+        XCTAssertEqual(status[path: ["spec", "replicas"]], .int(3))
+        XCTAssertEqual(status[path: ["metadata", "generation"]], .int(2))
+        XCTAssertEqual(try store.update(.deployments, status), status, "a no-op update makes no new revision")
+    }
+
+    func testListFiltersByNamespaceAndSelectors() throws {
+        try store.create(.namespaces, .object(["metadata": .object(["name": "other"])]))
+        try store.create(.configMaps, Self.configMap("a", labels: ["app": "web", "tier": "front"]))
+        try store.create(.configMaps, Self.configMap("b", labels: ["app": "db"]))
+        try store.create(.configMaps, Self.configMap("c", labels: ["app": "web"], namespace: "other"))
+        func names(_ ns: String?, _ l: String? = nil, _ f: String? = nil) throws -> [String] {
+            try store.list(.configMaps, namespace: ns, labelSelector: l, fieldSelector: f).items.map(\.name)
+        }
+        XCTAssertEqual(try names("default"), ["a", "b"])
+        XCTAssertEqual(try names(nil), ["a", "b", "c"])
+        XCTAssertEqual(try names(nil, "app=web"), ["a", "c"])
+        XCTAssertEqual(try names(nil, "app==web,tier"), ["a"])
+        XCTAssertEqual(try names(nil, "app!=web"), ["b"])
+        XCTAssertEqual(try names(nil, "app in (db, web),!tier"), ["b", "c"])
+        XCTAssertEqual(try names(nil, "app notin (web)"), ["b"])
+        XCTAssertEqual(try names(nil, nil, "metadata.name=b"), ["b"])
+        XCTAssertEqual(try names(nil, nil, "metadata.namespace=other"), ["c"])
+        XCTAssertEqual(try names(nil, nil, "metadata.name!=b,metadata.namespace==default"), ["a"])
+        XCTAssertThrowsError(try names(nil, nil, "spec.x=1")) { XCTAssertEqual(($0 as? StoreError)?.code, 400) }
+    }
+
+    func testJSONMergePatchFollowsRFC7386() throws {
+        try store.create(.configMaps, .object(["metadata": .object(["name": "a"]), "data": .object(["x": "1", "y": "2"])]))
+        let p = try store.patch(.configMaps, namespace: "default", name: "a",
+                                patch: try JSONValue.parse(#"{"data":{"x":null,"z":"3"}}"#), as: .merge)
+        XCTAssertEqual(p["data"], .object(["y": "2", "z": "3"]))
+    }
+
+    func testStrategicMergePatchMergesContainersByName() throws {
+        try store.create(.deployments, try Self.deployment("web"))
+        let patch = try JSONValue.parse("""
+            {"spec":{"template":{"spec":{
+              "$setElementOrder/containers":[{"name":"web"},{"name":"side"}],
+              "containers":[{"name":"web","image":"echo:2","env":[{"name":"B","value":"3"},{"name":"A","$patch":"delete"}]},
+                            {"name":"side","$patch":"delete"},
+                            {"name":"new","image":"new:1"}]}}}}
+            """)
+        let p = try store.patch(.deployments, namespace: "default", name: "web", patch: patch, as: .strategic)
+        let containers = p[path: ["spec", "template", "spec", "containers"]]?.arrayValue ?? []
+        XCTAssertEqual(containers.map { $0.name(field: "name") }, ["web", "new"])
+        XCTAssertEqual(containers[0]["image"], "echo:2")
+        XCTAssertEqual(containers[0]["ports"], try JSONValue.parse(#"[{"containerPort":8080}]"#), "fields absent from the patch are kept")
+        XCTAssertEqual(containers[0]["env"], try JSONValue.parse(#"[{"name":"B","value":"3"}]"#))
+        XCTAssertEqual(p[path: ["metadata", "generation"]], .int(2))
+    }
+
+    func testStrategicMergePatchReplacesOtherListsAndMergesMaps() throws {
+        try store.create(.deployments, try Self.deployment("web"))
+        let patch = try JSONValue.parse(#"{"metadata":{"labels":{"new":"1"}},"spec":{"template":{"spec":{"containers":[{"name":"web","args":["a"]}]}}}}"#)
+        let p = try store.patch(.deployments, namespace: "default", name: "web", patch: patch, as: .strategic)
+        XCTAssertEqual(p.labels, ["app": "web", "new": "1"])
+        XCTAssertEqual(p[path: ["spec", "template", "spec", "containers"]]?.arrayValue?.count, 2)
+    }
+
+    func testDeleteCascadesToDependentsThroughOwnerReferences() throws {
+        let d = try store.create(.deployments, try Self.deployment("web"))
+        func owned(_ name: String, by owner: JSONValue, kind: String) -> JSONValue {
+            var o = Self.configMap(name)
+            o[path: ["metadata", "ownerReferences"]] = .array([.object(["apiVersion": "apps/v1", "kind": .string(kind), "name": .string(owner.name), "uid": .string(owner.uid)])])
+            return o
+        }
+        let rs = try JSONValue.parse(#"{"metadata":{"name":"web-1"},"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},"spec":{"containers":[{"name":"c"}]}}}}"#)
+        var rsOwned = rs
+        rsOwned[path: ["metadata", "ownerReferences"]] = .array([.object(["uid": .string(d.uid), "name": "web", "kind": "Deployment", "apiVersion": "apps/v1"])])
+        let createdRS = try store.create(.replicaSets, rsOwned)
+        try store.create(.configMaps, owned("grandchild", by: createdRS, kind: "ReplicaSet"))
+        try store.create(.configMaps, Self.configMap("unrelated"))
+        var deleted: [String] = []
+        let h = try store.watch(nil, fromResourceVersion: String(store.revision)) { if $0.type == .deleted { deleted.append($0.object.name) } }
+        try store.delete(.deployments, namespace: "default", name: "web")
+        h.cancel()
+        XCTAssertEqual(deleted, ["web", "web-1", "grandchild"])
+        XCTAssertEqual(try store.list(.configMaps).items.map(\.name), ["unrelated"])
+        XCTAssertThrowsError(try store.delete(.deployments, namespace: "default", name: "web")) { XCTAssertEqual(($0 as? StoreError)?.code, 404) }
+    }
+
+    func testWatchReplaysFromARevisionThenFollowsLiveChanges() throws {
+        let a = try store.create(.configMaps, Self.configMap("a"))
+        let from = store.revision
+        try store.update(.configMaps, a.with(["data", "k"], "2"))
+        var events: [String] = []
+        let h = try store.watch(.configMaps, namespace: "default", fromResourceVersion: String(from)) {
+            events.append("\($0.type.rawValue) \($0.object.name) \($0.object.resourceVersion)")
+        }
+        try store.create(.configMaps, Self.configMap("b"))
+        try store.create(.deployments, try Self.deployment("ignored"))
+        try store.delete(.configMaps, namespace: "default", name: "a")
+        h.cancel()
+        try store.create(.configMaps, Self.configMap("after-cancel"))
+        XCTAssertEqual(events, ["MODIFIED a \(from + 1)", "ADDED b \(from + 2)", "DELETED a \(from + 4)"])
+
+        var initial: [String] = []
+        _ = try store.watch(.configMaps) { initial.append("\($0.type.rawValue) \($0.object.name)") }
+        XCTAssertEqual(initial, ["ADDED after-cancel", "ADDED b"], "a watch without a resourceVersion starts with the current objects")
+    }
+
+    func testWatchFromAnExpiredRevisionIsGone() throws {
+        store.close()
+        store = try Store(directory: dir, windowCapacity: 3)
+        let start = store.revision
+        for i in 0..<5 { try store.create(.configMaps, Self.configMap("m\(i)")) }
+        XCTAssertThrowsError(try store.watch(.configMaps, fromResourceVersion: String(start)) { _ in }) {
+            XCTAssertEqual(($0 as? StoreError)?.code, 410)
+            XCTAssertEqual(($0 as? StoreError)?.reason, .gone)
+        }
+        var seen = 0
+        _ = try store.watch(.configMaps, fromResourceVersion: String(store.revision - 3)) { _ in seen += 1 }
+        XCTAssertEqual(seen, 3)
+    }
+
+    func testReopenedStoreHasEveryObjectAndTheSameRevision() throws {
+        try store.create(.deployments, try Self.deployment("web"))
+        let cm = try store.create(.configMaps, Self.configMap("a"))
+        try store.update(.configMaps, cm.with(["data", "k"], "2"))
+        try store.create(.configMaps, Self.configMap("gone"))
+        try store.delete(.configMaps, namespace: "default", name: "gone")
+        let revision = store.revision
+        let before = try ResourceType.all.map { try store.list($0).items }
+        store.close()
+        store = try Store(directory: dir)
+        XCTAssertEqual(store.revision, revision)
+        XCTAssertEqual(try ResourceType.all.map { try store.list($0).items }, before)
+        XCTAssertThrowsError(try store.watch(nil, fromResourceVersion: String(revision - 1)) { _ in }) {
+            XCTAssertEqual(($0 as? StoreError)?.code, 410, "events before the reopen are not kept")
+        }
+        let next = try store.create(.configMaps, Self.configMap("b"))
+        XCTAssertEqual(next.resourceVersion, String(revision + 1))
+    }
+}
+
+extension JSONValue {
+    func with(_ path: [String], _ value: JSONValue) -> JSONValue {
+        var o = self
+        o[path: path] = value
+        return o
+    }
+
+    func name(field: String) -> String { self[field]?.stringValue ?? "" }
+}
+
+
+extension JSONValue: ExpressibleByStringLiteral {
+    public init(stringLiteral value: String) { self = .string(value) }
+}
