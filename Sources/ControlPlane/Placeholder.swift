@@ -1,1 +1,0 @@
-// placeholder: the control plane lands here
