@@ -132,7 +132,23 @@ final class NodeAgentHarness {
                            "process \(pid) is left over (or a zombie)", file: file, line: line)
             if FileManager.default.fileExists(atPath: "/proc/\(pid)") { kill(-pid, SIGKILL); kill(pid, SIGKILL) }
         }
+        // Nothing the agent spawned (containers, exec probes) is left as a child, not even a zombie.
+        let childDeadline = Date().addingTimeInterval(3)
+        while !Self.children().isEmpty && Date() < childDeadline { usleep(20_000) }
+        XCTAssertEqual(Self.children(), [], "child processes left over", file: file, line: line)
         try? FileManager.default.removeItem(atPath: dataDir)
+    }
+
+    /// Pids whose parent is this process, with their state letter.
+    static func children() -> [String] {
+        let me = getpid()
+        return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
+            guard Int32(entry) != nil, let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return nil }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            guard fields.count > 1, Int32(fields[1]) == me else { return nil }
+            return "\(entry) \(fields[0]) \(stat.prefix(upTo: close))"
+        }
     }
 
     /// Reads a file the container wrote, waiting for it to appear with content.

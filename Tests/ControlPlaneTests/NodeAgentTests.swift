@@ -313,4 +313,43 @@ final class NodeAgentTests: XCTestCase {
         XCTAssertEqual(bad.validate().map(\.field), ["spec.containers[1].name", "spec.restartPolicy"])
         XCTAssertEqual(NodeAgent.expand("$(POD_IP):8080 $$(X) $(UNSET)", [("POD_IP", "127.1.0.9")]), "127.1.0.9:8080 $(X) $(UNSET)")
     }
+
+    func testProcessesLeftInAContainerDieWithIt() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        let w = h.workDir
+        h.run(shellPod("bg", restartPolicy: "Never", [("c", "sleep 30 & echo $! > \(w)/bg.pid; sleep 0.2; exit 1")]))
+        h.waitUntil("Failed") { $0.status(of: "uid-bg")?.phase == "Failed" }
+        let text = try XCTUnwrap(h.readFile("\(w)/bg.pid"))
+        let bg = try XCTUnwrap(Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        h.waitUntil("background process killed") { _ in !FileManager.default.fileExists(atPath: "/proc/\(bg)") }
+    }
+
+    func testContainersDoNotInheritTheAgentsDescriptors() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        var fds: [Int32] = [0, 0]
+        XCTAssertEqual(pipe(&fds), 0) // no close-on-exec, as a careless server might leave one
+        defer { close(fds[0]); close(fds[1]) }
+        let w = h.workDir
+        h.run(shellPod("fds", restartPolicy: "Never",
+                       [("c", "if [ -e /proc/$$/fd/\(fds[1]) ]; then echo leaked; else echo clean; fi > \(w)/fds")]))
+        XCTAssertEqual(h.readFile("\(w)/fds"), "clean\n")
+    }
+
+    func testBadWorkingDirAndUnknownExecutableAreStartErrors() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        var pod = shellPod("wd", restartPolicy: "Never", [("c", "true")]) { $0.workingDir = "/no/such/dir" }
+        h.run(pod)
+        var t = try XCTUnwrap(h.status("uid-wd")?.containerStatuses?[0].state?.terminated)
+        XCTAssertEqual(t.reason, "StartError")
+        XCTAssertEqual(t.message, "workingDir \"/no/such/dir\": not a directory")
+        pod = Pod(metadata: ObjectMeta(name: "exe", uid: "uid-exe"), spec: Pod.Spec(
+            containers: [Pod.Container(name: "c", command: ["no-such-program-xyz"])], restartPolicy: "Never"))
+        h.run(pod)
+        t = try XCTUnwrap(h.status("uid-exe")?.containerStatuses?[0].state?.terminated)
+        XCTAssertEqual(t.message, "executable file \"no-such-program-xyz\" not found in $PATH")
+        XCTAssertEqual(h.status("uid-exe")?.phase, "Failed")
+    }
 }

@@ -27,8 +27,15 @@ enum ChildProcess {
         }
         if let dir = workingDir, !dir.isEmpty {
             guard let addchdir = addChdir else { throw SpawnError(message: "workingDir is not supported by this libc") }
+            var st = stat()
+            guard stat(dir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+                throw SpawnError(message: "workingDir \"\(dir)\": not a directory")
+            }
             _ = addchdir(&actions, dir)
         }
+        // Descriptors the server forgot to mark close-on-exec (a listener, the database) must not
+        // outlive it in a pod: a pod holding the API's listening socket would block a restart.
+        if let closefrom = addClosefrom { _ = closefrom(&actions, 3) }
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -71,10 +78,12 @@ enum ChildProcess {
     }
 
     private typealias AddChdir = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+    private typealias AddClosefrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
     private typealias PidfdOpen = @convention(c) (pid_t, UInt32) -> Int32
 
     // glibc ≥ 2.29 and ≥ 2.36 have these; Swift's Glibc module does not import them (GNU only).
     private static let addChdir: AddChdir? = symbol("posix_spawn_file_actions_addchdir_np")
+    private static let addClosefrom: AddClosefrom? = symbol("posix_spawn_file_actions_addclosefrom_np")
     private static let pidfdOpenFunction: PidfdOpen? = symbol("pidfd_open")
 
     private static func symbol<T>(_ name: String) -> T? {
@@ -108,6 +117,17 @@ enum ChildProcess {
         let fields = text[text.index(after: close)...].split(separator: " ")
         guard fields.count > 19, fields[0] != "Z", fields[0] != "X" else { return false }
         return UInt64(fields[19]) == expected
+    }
+
+    /// Reaps an exited container: first SIGKILL to what is left of its process group (a container
+    /// ends with its main process, as a runtime tears down its cgroup) — safe while the unreaped
+    /// zombie still holds the pid — then its wait status; nil if it was not our child.
+    static func reapContainer(_ pid: pid_t) -> Int32? {
+        if let text = readFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") {
+            let fields = text[text.index(after: close)...].split(separator: " ")
+            if fields.count > 1, fields[0] == "Z", Int32(fields[1]) == getpid() { _ = kill(-pid, SIGKILL) }
+        }
+        return reap(pid)
     }
 
     /// Reaps `pid` if it has exited: its wait status, or nil if still running or not our child.

@@ -64,16 +64,16 @@ extension NodeAgent {
         let fd = ChildProcess.pidfdOpen(c.pid)
         guard fd >= 0 else {
             // Gone between spawn/record and here (or no pidfd): treat as exited now.
-            let status = ChildProcess.reap(c.pid)
+            let status = ChildProcess.reapContainer(c.pid)
             processExited(c, in: rt, waitStatus: status)
             return
         }
         let w = ProcessWatch(pid: c.pid, pidfd: fd) { [weak self, weak rt, weak c] w in
             guard let self, let rt, let c, c.watch === w else {
-                _ = ChildProcess.reap(w.pid)
+                _ = ChildProcess.reapContainer(w.pid)
                 return
             }
-            self.processExited(c, in: rt, waitStatus: ChildProcess.reap(w.pid))
+            self.processExited(c, in: rt, waitStatus: ChildProcess.reapContainer(w.pid))
         }
         c.watch = w
         loop.register(w, events: EPOLLIN.rawValue, edgeTriggered: false)
@@ -185,7 +185,7 @@ extension NodeAgent {
             log.info("pod \(record.namespace)/\(record.name) container \(name): killing leftover pid \(c.pid)")
             let pid = c.pid
             let w = ProcessWatch(pid: pid, pidfd: fd) { [weak self] w in
-                _ = ChildProcess.reap(w.pid)
+                _ = ChildProcess.reapContainer(w.pid)
                 self?.orphanWatches[w.pid] = nil
                 one()
             }

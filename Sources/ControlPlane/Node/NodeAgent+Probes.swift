@@ -143,7 +143,7 @@ extension NodeAgent {
         let w = ProcessWatch(pid: pid, pidfd: fd) { w in
             finished = true
             timer.cancel()
-            let status = ChildProcess.reap(w.pid)
+            let status = ChildProcess.reapContainer(w.pid)
             done(status.map { ChildProcess.exitCode(fromWaitStatus: $0).code == 0 } ?? false)
         }
         loop.register(w, events: EPOLLIN.rawValue, edgeTriggered: false)

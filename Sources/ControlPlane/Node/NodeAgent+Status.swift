@@ -39,7 +39,6 @@ extension NodeAgent {
     static func phase(_ rt: PodRuntime) -> String {
         if rt.containers.contains(where: { !$0.everRan }) { return "Pending" }
         if rt.containers.allSatisfy({ $0.finished }) {
-            if rt.terminating && rt.restartPolicy == "Always" { return "Failed" }
             return rt.containers.allSatisfy({ $0.state.terminated?.exitCode == 0 }) ? "Succeeded" : "Failed"
         }
         return "Running"

@@ -139,6 +139,9 @@ public final class NodeAgent {
         let grace = gracePeriod ?? rt.gracePeriod
         beforeTerminate?(rt.id)
         log.info("pod \(rt.id) terminating (grace \(grace)s)")
+        // A terminating pod is not ready (Endpoints drop it even if the hook above was not set).
+        for c in rt.containers { c.ready = false }
+        publish(rt)
         for c in rt.containers {
             c.stopProbes()
             c.restartTimer?.cancel()
@@ -206,11 +209,13 @@ public final class NodeAgent {
         return rt.dir + "/" + container + (previous ? ".previous.log" : ".log")
     }
 
-    /// Terminates every pod (a clean server shutdown); `completion` when all are gone.
+    /// Terminates every pod, and whatever an earlier agent left that was not adopted (a clean
+    /// server shutdown); `completion` when all are gone.
     public func stopAll(gracePeriod: Double? = nil, completion: (() -> Void)? = nil) {
-        var remaining = pods.count + 1
+        let uids = Array(pods.keys) + Array(recorded.keys)
+        var remaining = uids.count + 1
         let one = { remaining -= 1; if remaining == 0 { completion?() } }
-        for uid in Array(pods.keys) { stop(podUID: uid, gracePeriod: gracePeriod, completion: one) }
+        for uid in uids { stop(podUID: uid, gracePeriod: gracePeriod, completion: one) }
         one()
     }
 
