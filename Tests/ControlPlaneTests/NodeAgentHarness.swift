@@ -16,6 +16,7 @@ final class NodeAgentHarness {
     private let lock = NSLock()
     private var _events: [(PodIdentity, PodStatus)] = []
     private var _terminations: [(PodIdentity, Date)] = []
+    private var _podEvents: [(PodIdentity, PodEvent)] = []
     /// Every pid seen in a container, for the leftover check.
     var pidsSeen = Set<Int32>()
 
@@ -55,6 +56,10 @@ final class NodeAgentHarness {
                 guard let self else { return }
                 self.lock.lock(); self._events.append((id, s)); self.lock.unlock()
             }
+            self.agent.onEvent = { [weak self] id, e in
+                guard let self else { return }
+                self.lock.lock(); self._podEvents.append((id, e)); self.lock.unlock()
+            }
             self.agent.beforeTerminate = { [weak self] id in
                 guard let self else { return }
                 self.lock.lock(); self._terminations.append((id, Date())); self.lock.unlock()
@@ -71,6 +76,11 @@ final class NodeAgentHarness {
     }
 
     var events: [(PodIdentity, PodStatus)] { lock.lock(); defer { lock.unlock() }; return _events }
+    /// `reason: message` of each event recorded for the pod with `uid`.
+    func podEvents(_ uid: String) -> [String] {
+        lock.lock(); defer { lock.unlock() }
+        return _podEvents.filter { $0.0.uid == uid }.map { "\($0.1.reason): \($0.1.message)" }
+    }
     var terminations: [(PodIdentity, Date)] { lock.lock(); defer { lock.unlock() }; return _terminations }
 
     /// Runs `body` on the loop thread and returns its result.

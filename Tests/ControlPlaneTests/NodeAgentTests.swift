@@ -57,6 +57,11 @@ final class NodeAgentTests: XCTestCase {
         // The previous instance's output is kept.
         let previous = h.onLoop { h.agent.logPath(podUID: "uid-crash", container: "c", previous: true) }!
         h.waitUntil("previous log") { _ in (try? String(contentsOfFile: previous, encoding: .utf8)) == "run\n" }
+        XCTAssertEqual(previous, NodeAgent.logPath(dataDirectory: h.dataDir, pod: PodIdentity(namespace: "default", name: "crash", uid: "uid-crash"),
+                                                   container: "c", previous: true))
+        let events = h.podEvents("uid-crash")
+        XCTAssertEqual(events.first, "Started: Started container c")
+        XCTAssertTrue(events.contains("BackOff: Back-off restarting failed container c in pod crash_default(uid-crash)"), "\(events)")
     }
 
     func testBackOffDoublesUpToTheCap() throws {
@@ -141,6 +146,9 @@ final class NodeAgentTests: XCTestCase {
         XCTAssertEqual(cs.lastState?.terminated?.exitCode, 128 + SIGTERM, "killed with SIGTERM")
         h.waitUntil("new process") { $0.processIDs(podUID: "uid-live")["c"] != nil }
         XCTAssertNotEqual(h.pids("uid-live")["c"], first)
+        let events = h.podEvents("uid-live")
+        XCTAssertTrue(events.contains("Unhealthy: Liveness probe failed"), "\(events)")
+        XCTAssertTrue(events.contains("Killing: Container c failed liveness probe, will be restarted"), "\(events)")
         // Healthy from now on: no more restarts.
         XCTAssertTrue(FileManager.default.createFile(atPath: h.workDir + "/healthy", contents: Data()))
         let count = h.status("uid-live")?.containerStatuses?[0].restartCount
@@ -185,6 +193,9 @@ final class NodeAgentTests: XCTestCase {
         let states = last.containerStatuses!.map { $0.state?.terminated?.exitCode }
         XCTAssertEqual(states, [137, 143])
         XCTAssertNil(h.status("uid-stubborn"), "a stopped pod is forgotten")
+        XCTAssertEqual(h.podEvents("uid-stubborn").filter { $0.hasPrefix("Killing") },
+                       ["Killing: Stopping container stubborn", "Killing: Stopping container polite"])
+        XCTAssertEqual(last.condition("Ready")?.status, "False")
         XCTAssertTrue(h.onLoop { h.agent.runningPods.isEmpty })
     }
 

@@ -17,6 +17,7 @@ extension NodeAgent {
                 message: "container \"\(c.spec.name)\" has no command: Portico runs containers as local processes and has no image entrypoint\(image); set spec.containers[].command"))
             c.finished = true
             log.warning("pod \(rt.id) container \(c.spec.name): no command")
+            event(rt, "Warning", "Failed", "Error: \(c.state.waiting!.message!)")
             return
         }
         let env = environment(for: c, in: rt)
@@ -33,6 +34,7 @@ extension NodeAgent {
         } catch {
             let now = Self.timestamp()
             log.warning("pod \(rt.id) container \(c.spec.name): \(error)")
+            event(rt, "Warning", "Failed", "Error: failed to start container \(c.spec.name): \(error)")
             c.everRan = true
             exited(c, in: rt, state: ContainerState(terminated: .init(
                 exitCode: 128, reason: "StartError", message: "\(error)", startedAt: now, finishedAt: now)))
@@ -43,6 +45,7 @@ extension NodeAgent {
         c.startedAtMonotonic = portico_now_ns()
         c.everRan = true
         c.state = ContainerState(running: .init(startedAt: Self.timestamp()))
+        event(rt, "Normal", "Started", "Started container \(c.spec.name)")
         watch(c, in: rt)
         startProbes(c, in: rt)
     }
@@ -56,6 +59,7 @@ extension NodeAgent {
         c.everRan = true
         c.state = ContainerState(running: .init(startedAt: record.startedAt))
         log.info("pod \(rt.id) container \(c.spec.name): adopted pid \(record.pid)")
+        event(rt, "Normal", "Adopted", "Adopted running container \(c.spec.name) (pid \(record.pid)) after an agent restart")
         watch(c, in: rt)
         startProbes(c, in: rt)
     }
@@ -132,6 +136,7 @@ extension NodeAgent {
         c.state = ContainerState(waiting: .init(
             reason: "CrashLoopBackOff",
             message: "back-off \(Self.seconds(delay)) restarting failed container=\(c.spec.name) pod=\(rt.id.name)_\(rt.id.namespace)(\(rt.id.uid))"))
+        event(rt, "Warning", "BackOff", "Back-off restarting failed container \(c.spec.name) in pod \(rt.id.name)_\(rt.id.namespace)(\(rt.id.uid))")
         c.restartTimer = timers.after(delay) { [weak self, weak rt, weak c] in
             guard let self, let rt, let c, !rt.terminating else { return }
             c.restartTimer = nil

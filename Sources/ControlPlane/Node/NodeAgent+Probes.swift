@@ -54,6 +54,7 @@ extension NodeAgent {
 
     private func probeResult(_ ok: Bool, _ w: ProbeWorker, _ c: ContainerRuntime, _ rt: PodRuntime) {
         let crossed = w.record(ok)
+        if !ok { event(rt, "Warning", "Unhealthy", "\(w.kind.rawValue.prefix(1).uppercased() + w.kind.rawValue.dropFirst()) probe failed") }
         switch w.kind {
         case .readiness:
             // Stays at the last decided value between thresholds.
@@ -71,11 +72,13 @@ extension NodeAgent {
                 publish(rt)
             } else if crossed {
                 log.info("pod \(rt.id) container \(c.spec.name): startup probe failed \(w.failures) times, restarting")
+                event(rt, "Normal", "Killing", "Container \(c.spec.name) failed startup probe, will be restarted")
                 killForRestart(c, rt)
             }
         case .liveness:
             if crossed && !ok {
                 log.info("pod \(rt.id) container \(c.spec.name): liveness probe failed \(w.failures) times, restarting")
+                event(rt, "Normal", "Killing", "Container \(c.spec.name) failed liveness probe, will be restarted")
                 killForRestart(c, rt)
             }
         }

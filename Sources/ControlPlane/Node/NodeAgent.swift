@@ -17,6 +17,18 @@ public struct PodIdentity: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(namespace)/\(name)" }
 }
 
+/// What the agent did and why, for `describe` and `kubectl get events` (Kubernetes' kubelet
+/// reasons: Started, Killing, BackOff, Unhealthy, Failed; plus Adopted).
+public struct PodEvent: Sendable, Equatable {
+    /// Normal or Warning.
+    public var type: String
+    public var reason: String
+    public var message: String
+    public init(type: String, reason: String, message: String) {
+        self.type = type; self.reason = reason; self.message = message
+    }
+}
+
 /// The kubelet role: runs each pod's containers as local processes, keeps them running per
 /// `restartPolicy`, probes them, and reports `PodStatus` through `onStatusChange`. Every method
 /// must be called on `loop`'s thread; callbacks run there too.
@@ -47,6 +59,8 @@ public final class NodeAgent {
     public var onStatusChange: ((PodIdentity, PodStatus) -> Void)?
     /// Called before a pod's processes are signalled, so it can leave its Endpoints first.
     public var beforeTerminate: ((PodIdentity) -> Void)?
+    /// Called for each event the agent records about a pod.
+    public var onEvent: ((PodIdentity, PodEvent) -> Void)?
     /// Extra variables for a pod (the Service `<SVC>_SERVICE_HOST/_PORT` set), asked at each
     /// container start.
     public var serviceEnvironment: ((Pod) -> [(name: String, value: String)])?
@@ -142,6 +156,7 @@ public final class NodeAgent {
         // A terminating pod is not ready (Endpoints drop it even if the hook above was not set).
         for c in rt.containers { c.ready = false }
         publish(rt)
+        for c in rt.containers where c.pid > 0 { event(rt, "Normal", "Killing", "Stopping container \(c.spec.name)") }
         for c in rt.containers {
             c.stopProbes()
             c.restartTimer?.cancel()
@@ -203,10 +218,21 @@ public final class NodeAgent {
         return out
     }
 
-    /// Where a container's output goes (`previous`: the instance before the last restart).
+    /// Where a running pod's container output goes (`previous`: the instance before the last
+    /// restart; `<path>.1` is the rotated older part).
     public func logPath(podUID: String, container: String, previous: Bool = false) -> String? {
         guard let rt = pods[podUID] else { return nil }
         return rt.dir + "/" + container + (previous ? ".previous.log" : ".log")
+    }
+
+    /// The same path from the pod's identity alone (for `portico logs`, which may run in
+    /// another process than the agent).
+    public static func logPath(dataDirectory: String, pod: PodIdentity, container: String, previous: Bool = false) -> String {
+        "\(dataDirectory)/pods/\(pod.namespace)_\(pod.name)_\(pod.uid)/\(container)" + (previous ? ".previous.log" : ".log")
+    }
+
+    func event(_ rt: PodRuntime, _ type: String, _ reason: String, _ message: String) {
+        onEvent?(rt.id, PodEvent(type: type, reason: reason, message: message))
     }
 
     /// Terminates every pod, and whatever an earlier agent left that was not adopted (a clean
