@@ -1,0 +1,315 @@
+import CSystem
+import Foundation
+import Objects
+import Reactor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A container's life: start, watch, exit, back-off, restart.
+extension NodeAgent {
+    func start(_ c: ContainerRuntime, in rt: PodRuntime) {
+        guard !rt.terminating else { return }
+        guard let command = c.spec.command, !command.isEmpty else {
+            let image = c.spec.image.map { " (image \"\($0)\" is recorded only)" } ?? ""
+            c.state = ContainerState(waiting: .init(
+                reason: "CreateContainerConfigError",
+                message: "container \"\(c.spec.name)\" has no command: Portico runs containers as local processes and has no image entrypoint\(image); set spec.containers[].command"))
+            c.finished = true
+            log.warning("pod \(rt.id) container \(c.spec.name): no command")
+            event(rt, "Warning", "Failed", "Error: \(c.state.waiting!.message!)")
+            return
+        }
+        let env = environment(for: c, in: rt)
+        let argv = (command + (c.spec.args ?? [])).map { Self.expand($0, env) }
+        let logPath = rt.dir + "/\(c.spec.name).log"
+        if c.restartCount > 0 || c.lastState != nil {
+            // Keep the previous instance's output for `logs --previous`.
+            _ = rename(logPath, rt.dir + "/\(c.spec.name).previous.log")
+        }
+        let pid: pid_t
+        do {
+            pid = try ChildProcess.spawn(argv: argv, environment: env.map { "\($0.0)=\($0.1)" },
+                                         workingDir: c.spec.workingDir, logPath: logPath)
+        } catch {
+            let now = Self.timestamp()
+            log.warning("pod \(rt.id) container \(c.spec.name): \(error)")
+            event(rt, "Warning", "Failed", "Error: failed to start container \(c.spec.name): \(error)")
+            c.everRan = true
+            exited(c, in: rt, state: ContainerState(terminated: .init(
+                exitCode: 128, reason: "StartError", message: "\(error)", startedAt: now, finishedAt: now)))
+            return
+        }
+        c.pid = pid
+        c.startTicks = ChildProcess.startTime(pid) ?? 0
+        c.startedAtMonotonic = portico_now_ns()
+        c.everRan = true
+        c.state = ContainerState(running: .init(startedAt: Self.timestamp()))
+        event(rt, "Normal", "Started", "Started container \(c.spec.name)")
+        watch(c, in: rt)
+        startProbes(c, in: rt)
+    }
+
+    /// Takes over a process an earlier agent started (same pid and kernel start time).
+    func adopt(_ c: ContainerRuntime, in rt: PodRuntime, record: PodRecord.ContainerRecord) {
+        c.pid = record.pid
+        c.startTicks = record.startTicks
+        c.restartCount = record.restartCount
+        c.startedAtMonotonic = portico_now_ns()
+        c.everRan = true
+        c.state = ContainerState(running: .init(startedAt: record.startedAt))
+        log.info("pod \(rt.id) container \(c.spec.name): adopted pid \(record.pid)")
+        event(rt, "Normal", "Adopted", "Adopted running container \(c.spec.name) (pid \(record.pid)) after an agent restart")
+        watch(c, in: rt)
+        startProbes(c, in: rt)
+    }
+
+    private func watch(_ c: ContainerRuntime, in rt: PodRuntime) {
+        let fd = ChildProcess.pidfdOpen(c.pid)
+        guard fd >= 0 else {
+            // Gone between spawn/record and here (or no pidfd): treat as exited now.
+            let status = ChildProcess.reapContainer(c.pid)
+            processExited(c, in: rt, waitStatus: status)
+            return
+        }
+        let w = ProcessWatch(pid: c.pid, pidfd: fd) { [weak self, weak rt, weak c] w in
+            guard let self, let rt, let c, c.watch === w else {
+                _ = ChildProcess.reapContainer(w.pid)
+                return
+            }
+            self.processExited(c, in: rt, waitStatus: ChildProcess.reapContainer(w.pid))
+        }
+        c.watch = w
+        loop.register(w, events: EPOLLIN.rawValue, edgeTriggered: false)
+    }
+
+    /// The process is gone (`waitStatus` nil when it was not our child: adopted after a restart).
+    private func processExited(_ c: ContainerRuntime, in rt: PodRuntime, waitStatus: Int32?) {
+        let startedAt = c.state.running?.startedAt
+        c.pid = 0
+        c.watch = nil
+        c.killTimer?.cancel()
+        c.killTimer = nil
+        let finishedAt = Self.timestamp()
+        let state: ContainerState
+        if let s = waitStatus {
+            let (code, sig) = ChildProcess.exitCode(fromWaitStatus: s)
+            state = ContainerState(terminated: .init(exitCode: code, signal: sig, reason: code == 0 ? "Completed" : "Error",
+                                                     startedAt: startedAt, finishedAt: finishedAt))
+        } else {
+            state = ContainerState(terminated: .init(exitCode: 255, reason: "Error",
+                                                     message: "exit status unknown: the process was adopted from an earlier agent",
+                                                     startedAt: startedAt, finishedAt: finishedAt))
+        }
+        log.info("pod \(rt.id) container \(c.spec.name) exited with \(state.terminated!.exitCode)")
+        exited(c, in: rt, state: state)
+    }
+
+    /// Decides between restart (after back-off) and staying terminated.
+    private func exited(_ c: ContainerRuntime, in rt: PodRuntime, state: ContainerState) {
+        c.stopProbes()
+        c.ready = false
+        c.started = false
+        let code = state.terminated?.exitCode ?? 1
+        let restart: Bool
+        switch rt.restartPolicy {
+        case "Never": restart = false
+        case "OnFailure": restart = code != 0
+        default: restart = true
+        }
+        if rt.terminating || !restart {
+            c.state = state
+            c.finished = true
+            saveRecord(rt)
+            publish(rt)
+            finishIfGone(rt)
+            return
+        }
+        c.lastState = state
+        let ranFor = Double(portico_now_ns() &- c.startedAtMonotonic) / 1e9
+        if c.backOff == 0 || (c.startedAtMonotonic > 0 && ranFor >= configuration.backOffReset) {
+            c.backOff = configuration.backOffBase
+        } else {
+            c.backOff = min(c.backOff * 2, configuration.backOffMax)
+        }
+        let delay = c.backOff
+        c.state = ContainerState(waiting: .init(
+            reason: "CrashLoopBackOff",
+            message: "back-off \(Self.seconds(delay)) restarting failed container=\(c.spec.name) pod=\(rt.id.name)_\(rt.id.namespace)(\(rt.id.uid))"))
+        event(rt, "Warning", "BackOff", "Back-off restarting failed container \(c.spec.name) in pod \(rt.id.name)_\(rt.id.namespace)(\(rt.id.uid))")
+        c.restartTimer = timers.after(delay) { [weak self, weak rt, weak c] in
+            guard let self, let rt, let c, !rt.terminating else { return }
+            c.restartTimer = nil
+            c.restartCount += 1
+            self.start(c, in: rt)
+            self.saveRecord(rt)
+            self.publish(rt)
+        }
+        saveRecord(rt)
+        publish(rt)
+    }
+
+    static func seconds(_ d: Double) -> String {
+        d >= 1 && d == d.rounded() ? "\(Int(d))s" : "\(Int(d * 1000))ms"
+    }
+
+    /// Signals a container's process group (and the process, in case it left the group).
+    func signal(_ c: ContainerRuntime, _ sig: Int32) {
+        guard c.pid > 0 else { return }
+        if kill(-c.pid, sig) != 0 { _ = kill(c.pid, sig) }
+    }
+
+    /// Forgets a terminating pod once none of its processes is left.
+    func finishIfGone(_ rt: PodRuntime) {
+        guard rt.terminating, rt.containers.allSatisfy({ $0.pid == 0 }), pods[rt.id.uid] === rt else { return }
+        for c in rt.containers { c.restartTimer?.cancel(); c.killTimer?.cancel(); c.stopProbes() }
+        publish(rt)
+        pods[rt.id.uid] = nil
+        if NodeAgent.stableKey(of: rt.pod) == nil { ips.release(rt.ip) }
+        try? FileManager.default.removeItem(atPath: rt.dir)
+        log.info("pod \(rt.id) terminated")
+        let done = rt.onGone
+        rt.onGone = []
+        for d in done { d() }
+    }
+
+    /// Kills what an earlier agent left running for a pod nobody wants any more.
+    func killRecorded(_ record: PodRecord, dir: String, gracePeriod: Double, completion: (() -> Void)?) {
+        var remaining = 1
+        let one = {
+            remaining -= 1
+            if remaining == 0 {
+                try? FileManager.default.removeItem(atPath: dir)
+                completion?()
+            }
+        }
+        for (name, c) in record.containers where ChildProcess.isAlive(c.pid, startTime: c.startTicks) {
+            let fd = ChildProcess.pidfdOpen(c.pid)
+            guard fd >= 0 else { continue }
+            remaining += 1
+            log.info("pod \(record.namespace)/\(record.name) container \(name): killing leftover pid \(c.pid)")
+            let pid = c.pid
+            let w = ProcessWatch(pid: pid, pidfd: fd) { [weak self] w in
+                _ = ChildProcess.reapContainer(w.pid)
+                self?.orphanWatches[w.pid] = nil
+                one()
+            }
+            orphanWatches[pid] = w
+            loop.register(w, events: EPOLLIN.rawValue, edgeTriggered: false)
+            if kill(-pid, SIGTERM) != 0 { _ = kill(pid, SIGTERM) }
+            timers.after(gracePeriod) { [weak w] in
+                guard w != nil else { return }
+                if kill(-pid, SIGKILL) != 0 { _ = kill(pid, SIGKILL) }
+            }
+        }
+        ips.release(record.podIP)
+        one()
+    }
+
+    // MARK: - Environment
+
+    /// Kubernetes' order: service variables, then the pod's identity, then the container's
+    /// `env` (later names win). PATH starts with the directory of the portico binary.
+    func environment(for c: ContainerRuntime, in rt: PodRuntime) -> [(String, String)] {
+        var names: [String] = []
+        var values: [String: String] = [:]
+        func set(_ k: String, _ v: String) {
+            if values[k] == nil { names.append(k) }
+            values[k] = v
+        }
+        let inherited = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        set("PATH", binDirectory + ":" + inherited)
+        set("HOME", "/")
+        set("HOSTNAME", rt.pod.spec?.hostname ?? rt.id.name)
+        for (k, v) in serviceEnvironment?(rt.pod) ?? [] { set(k, v) }
+        for (k, v) in rt.environment { set(k, v) }
+        set("POD_NAME", rt.id.name)
+        set("POD_NAMESPACE", rt.id.namespace)
+        set("POD_IP", rt.ip)
+        for e in c.spec.env ?? [] {
+            if let path = e.valueFrom?.fieldRef?.fieldPath {
+                set(e.name, fieldValue(path, rt) ?? "")
+            } else {
+                // $(VAR) refers to variables defined before this one.
+                set(e.name, Self.expand(e.value ?? "", names.map { ($0, values[$0]!) }))
+            }
+        }
+        return names.map { ($0, values[$0]!) }
+    }
+
+    /// The downward API's `fieldRef.fieldPath` values.
+    func fieldValue(_ path: String, _ rt: PodRuntime) -> String? {
+        let m = rt.pod.metadata
+        switch path {
+        case "metadata.name": return rt.id.name
+        case "metadata.namespace": return rt.id.namespace
+        case "metadata.uid": return rt.id.uid
+        case "status.podIP": return rt.ip
+        case "status.podIPs": return rt.ip
+        case "status.hostIP", "status.hostIPs": return "127.0.0.1"
+        case "spec.nodeName": return rt.pod.spec?.nodeName ?? configuration.nodeName
+        case "spec.serviceAccountName": return rt.pod.spec?.serviceAccountName ?? "default"
+        default:
+            for (prefix, map) in [("metadata.labels['", m.labels), ("metadata.annotations['", m.annotations)]
+            where path.hasPrefix(prefix) && path.hasSuffix("']") {
+                return map?[String(path.dropFirst(prefix.count).dropLast(2))]
+            }
+            return nil
+        }
+    }
+
+    /// Kubernetes' `$(VAR)` expansion: defined names are replaced, `$$` is a literal `$`,
+    /// anything else is left as written.
+    static func expand(_ s: String, _ env: [(String, String)]) -> String {
+        guard s.contains("$") else { return s }
+        var map: [String: String] = [:]
+        for (k, v) in env { map[k] = v }
+        var out = ""
+        var i = s.startIndex
+        while i < s.endIndex {
+            let ch = s[i]
+            let next = s.index(after: i)
+            if ch == "$", next < s.endIndex {
+                if s[next] == "$" { out.append("$"); i = s.index(after: next); continue }
+                if s[next] == "(", let close = s[next...].firstIndex(of: ")") {
+                    let name = String(s[s.index(after: next)..<close])
+                    if let v = map[name] { out += v; i = s.index(after: close); continue }
+                }
+            }
+            out.append(ch)
+            i = next
+        }
+        return out
+    }
+
+    // MARK: - Records and logs
+
+    func saveRecord(_ rt: PodRuntime) {
+        var containers: [String: PodRecord.ContainerRecord] = [:]
+        for c in rt.containers where c.pid > 0 {
+            containers[c.spec.name] = .init(pid: c.pid, startTicks: c.startTicks,
+                                             startedAt: c.state.running?.startedAt ?? "", restartCount: c.restartCount)
+        }
+        PodRecord(namespace: rt.id.namespace, name: rt.id.name, uid: rt.id.uid, podIP: rt.ip, startTime: rt.startTime,
+                  gracePeriodSeconds: rt.gracePeriod, containers: containers).save(rt.dir + "/pod.json")
+    }
+
+    func scheduleLogCheck() {
+        timers.after(configuration.logCheckInterval) { [weak self] in
+            guard let self else { return }
+            for rt in self.pods.values { for c in rt.containers { self.rotateIfNeeded(rt.dir + "/\(c.spec.name).log") } }
+            self.scheduleLogCheck()
+        }
+    }
+
+    /// copytruncate: the process keeps its O_APPEND descriptor, so the file is copied to `.1`
+    /// and truncated in place (lines written between the two steps are lost, as with logrotate).
+    func rotateIfNeeded(_ path: String) {
+        var st = stat()
+        guard stat(path, &st) == 0, Int(st.st_size) > configuration.logMaxBytes else { return }
+        let old = path + ".1"
+        guard let data = FileManager.default.contents(atPath: path),
+              FileManager.default.createFile(atPath: old, contents: data) else { return }
+        _ = truncate(path, 0)
+    }
+}
