@@ -825,3 +825,14 @@ final class SharedFixture<State> {
         fixture = nil; state = nil; failure = nil
     }
 }
+
+// MARK: - The https listener
+
+extension PorticoServer {
+    /// The https port from the same `listening` line (`... https=IP:PORT ...`).
+    func httpsPort() throws -> UInt16 {
+        let g = try process.waitForLine(matching: #"listening http=\S+ admin=\S+ https=[0-9.]+:([0-9]+)"#)
+        guard let p = UInt16(g[1]) else { throw HarnessError("serve: bad https port in \(g[0])") }
+        return p
+    }
+}

@@ -1,0 +1,107 @@
+// Certificates change live: a rewritten Secret is served to new handshakes right after the reload
+// while a keep-alive TLS connection opened before keeps answering; a Secret broken at reload is
+// logged and leaves the other hosts served. Also: the generated self-signed default certificate.
+
+import Foundation
+import Glibc
+import XCTest
+
+final class TLSRotationTests: XCTestCase {
+    private var fx: Fixture!
+    private var sessions: [SClientSession] = []
+
+    override func setUpWithError() throws {
+        try Binary.require()
+        fx = try Fixture()
+    }
+
+    override func tearDown() {
+        for s in sessions { s.stop() }
+        sessions = []
+        fx?.stop()
+        fx = nil
+        super.tearDown()
+    }
+
+    private func writeAtomically(_ path: String, _ text: String) throws {
+        let tmp = path + ".tmp-\(UInt32.random(in: 0...UInt32.max))"
+        try text.write(toFile: tmp, atomically: false, encoding: .utf8)
+        guard rename(tmp, path) == 0 else { throw HarnessError("rename: errno \(errno)") }
+    }
+
+    private func reloads(_ server: PorticoServer) -> Int {
+        server.process.stderr.components(separatedBy: "reloaded (").count - 1
+    }
+
+    func testRotationServesTheNewCertificateAndKeepsOpenConnections() throws {
+        let certs = try TestCertificates(in: fx.dir)
+        let echo = try fx.echo("rot")
+        let dir = fx.dir.file("manifests")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        func secrets(rot cert: String, _ key: String) throws -> String {
+            Manifest.join([
+                TLSManifest.secret("rot-tls", cert: try certs.text(cert), key: try certs.text(key)),
+                TLSManifest.secret("other-tls", cert: try certs.text("other.crt"), key: try certs.text("other.key")),
+            ])
+        }
+        try Manifest.join([
+            Manifest.service("svc-rot", endpoints: [echo.address]),
+            TLSManifest.ingress("rot", host: "rot.test", paths: [.init("/", "Prefix", "svc-rot")], secret: "rot-tls"),
+            TLSManifest.ingress("other", host: "other.test", paths: [.init("/", "Prefix", "svc-rot")], secret: "other-tls"),
+        ]).write(toFile: dir + "/routes.yaml", atomically: true, encoding: .utf8)
+        let secretsFile = dir + "/secrets.yaml"
+        try writeAtomically(secretsFile, try secrets(rot: "rot1.crt", "rot1.key"))
+
+        // No --default-cert: a self-signed one is generated, with a warning.
+        let server = try fx.serve([dir])
+        let port = try server.httpsPort()
+        XCTAssertEqual(lines(server.process.stderr, containing: ["self-signed"]).count, 1, server.process.stderr)
+        let noSNI = try SClient.connect(port: port, serverName: nil)
+        XCTAssertEqual(noSNI.subject, "CN = portico default certificate", noSNI.output)
+
+        func subject(_ name: String) throws -> String? {
+            try SClient.connect(port: port, serverName: name, caFile: certs.caFile).subject
+        }
+        XCTAssertEqual(try subject("rot.test"), "O = Rotation One, CN = rot.test")
+
+        // A keep-alive TLS connection opened before the rotation.
+        let old = try SClientSession(port: port, serverName: "rot.test", caFile: certs.caFile, dir: fx.dir, name: "old")
+        sessions.append(old)
+        let request = "GET /old HTTP/1.1\r\nHost: rot.test\r\n\r\n"
+        try old.send(request)
+        XCTAssertTrue(waitUntil(timeout: 5) { old.count("HTTP/1.1 200") == 1 }, "first answer on the old connection\n\(old.output)")
+        XCTAssertTrue(old.output.contains("O = Rotation One"), old.output)
+
+        // Rotate: new handshakes see the new certificate as soon as the reload is logged.
+        let before = reloads(server)
+        try writeAtomically(secretsFile, try secrets(rot: "rot2.crt", "rot2.key"))
+        XCTAssertTrue(waitUntil(timeout: 5) { reloads(server) > before }, "reload logged\n\(server.process.stderrTail())")
+        XCTAssertEqual(try subject("rot.test"), "O = Rotation Two, CN = rot.test", "new handshakes use the new certificate")
+        let viaCurl = try HTTPS.get("rot.test", port: port, ca: certs.caFile, headerDir: fx.dir)
+        XCTAssertEqual(viaCurl.status, 200, viaCurl.curl.stderr)
+
+        try old.send(request)
+        XCTAssertTrue(waitUntil(timeout: 5) { old.count("HTTP/1.1 200") == 2 },
+                      "the connection opened before the rotation still answers\n\(old.output)")
+
+        // A Secret broken at reload: logged by name, its host falls back to the default
+        // certificate, the other host and the open connection keep working.
+        let before2 = reloads(server)
+        try writeAtomically(secretsFile, try secrets(rot: "rot2.crt", "rot1.key"))
+        XCTAssertTrue(waitUntil(timeout: 5) { reloads(server) > before2 }, "reload logged\n\(server.process.stderrTail())")
+        XCTAssertEqual(lines(server.process.stderr, containing: ["default/rot-tls", "does not match"]).count, 1,
+                       server.process.stderrTail())
+        XCTAssertEqual(try subject("other.test"), "CN = other.test")
+        XCTAssertEqual(try HTTPS.get("other.test", port: port, ca: certs.caFile, headerDir: fx.dir).status, 200)
+        XCTAssertEqual(try subject("rot.test"), "CN = portico default certificate")
+        try old.send(request)
+        XCTAssertTrue(waitUntil(timeout: 5) { old.count("HTTP/1.1 200") == 3 }, "the old connection survives a bad reload\n\(old.output)")
+
+        // SIGHUP after fixing the Secret brings it back.
+        try writeAtomically(secretsFile, try secrets(rot: "rot1.crt", "rot1.key"))
+        server.process.signal(SIGHUP)
+        XCTAssertTrue(waitUntil(timeout: 5) { (try? subject("rot.test")) == "O = Rotation One, CN = rot.test" },
+                      server.process.stderrTail())
+        XCTAssertTrue(server.process.isRunning)
+    }
+}
