@@ -438,6 +438,8 @@ final class ClientConnection: Channel {
         respParser.reset()
         respHeadDone = false
         writeRequestHead(into: up.out)
+        // The head may already have carried a body that broke a limit: then the exchange is over.
+        guard upstream === up else { return }
         if up.connected {
             worker.upstreamTimer.arm(up)
             pumpRequest()
