@@ -11,8 +11,11 @@ import Glibc
 /// session the client offers. OpenSSL keeps issuing and reading tickets and cached sessions
 /// through the base context (one cache, one set of ticket keys), and each certificate's
 /// `SSL_CTX` has its own session id context (the SHA-256 of its leaf certificate), so a session
-/// resumes only on a connection served the same certificate, never across certificates. Settings: TLS 1.2 and 1.3 only, Mozilla's intermediate ciphers,
-/// groups X25519 and P-256, ALPN `http/1.1`.
+/// resumes only on a connection served the same certificate, never across certificates.
+///
+/// Settings: TLS 1.2 and 1.3 only, Mozilla's intermediate ciphers, groups X25519 and P-256,
+/// ALPN `http/1.1`, tickets with keys rotated every 12 hours, a session cache for TLS 1.2
+/// clients without tickets.
 public final class TLSServerContext: @unchecked Sendable {
     /// Mozilla's intermediate profile for TLS 1.2 without the DHE suites (no FFDHE groups are
     /// offered); TLS 1.3 uses OpenSSL's default suites, which are the same as Mozilla's.
