@@ -15,7 +15,13 @@ final class TLSRotationTests: XCTestCase {
         fx = try Fixture()
     }
 
+    private var servers: [PorticoServer] = []
+
     override func tearDown() {
+        for s in servers where !s.process.isRunning {
+            XCTFail("the proxy exited during \(name): \(s.process.stderrTail(60))")
+        }
+        servers = []
         for s in sessions { s.stop() }
         sessions = []
         fx?.stop()
@@ -54,6 +60,7 @@ final class TLSRotationTests: XCTestCase {
 
         // No --default-cert: a self-signed one is generated, with a warning.
         let server = try fx.serve([dir])
+        servers.append(server)
         let port = try server.httpsPort()
         XCTAssertEqual(lines(server.process.stderr, containing: ["self-signed"]).count, 1, server.process.stderr)
         let noSNI = try SClient.connect(port: port, serverName: nil)

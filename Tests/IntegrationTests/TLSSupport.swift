@@ -240,6 +240,10 @@ enum HTTPS {
 enum TLSManifest {
     /// A `kubernetes.io/tls` Secret with `stringData` (PEM text as block scalars).
     static func secret(_ name: String, cert: String, key: String, namespace: String = "default") -> String {
+        secretOfType(name, type: "kubernetes.io/tls", cert: cert, key: key, namespace: namespace)
+    }
+
+    static func secretOfType(_ name: String, type: String, cert: String, key: String, namespace: String = "default") -> String {
         func block(_ pem: String) -> String {
             pem.split(separator: "\n", omittingEmptySubsequences: false)
                 .map { $0.isEmpty ? "" : "    \($0)" }.joined(separator: "\n")
@@ -250,7 +254,7 @@ enum TLSManifest {
         metadata:
           name: \(name)
           namespace: \(namespace)
-        type: kubernetes.io/tls
+        type: \(type)
         stringData:
           tls.crt: |
         \(block(cert))
@@ -309,6 +313,15 @@ enum TLSManifest {
         }
         return s
     }
+}
+
+/// The bytes `portico echo` answers `X-Echo-Bytes: N` with: 65536-byte blocks of a-z repeated.
+func echoPatternMismatch(_ body: Data) -> Int? {
+    var at: Int? = nil
+    body.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+        for i in 0..<raw.count where raw[i] != UInt8(0x61 + ((i % 65536) % 26)) { at = i; return }
+    }
+    return at
 }
 
 /// Lines of `text` that contain every one of `needles`.
