@@ -182,6 +182,24 @@ final class TLSTests: XCTestCase {
         }
     }
 
+    /// RFC 6066 §3: "A server that implements this extension MUST NOT accept the request to
+    /// resume the session if the server_name extension contains a different name. Instead, it
+    /// proceeds with a full handshake to establish a new session." A TLS 1.2 session made for
+    /// shop.test (shop.test's certificate) offered with SNI api.test must give a full handshake
+    /// with api.test's certificate.
+    func testTLS12SessionIsNotResumedUnderAnotherServerName() throws {
+        let st = try Self.shared.get()
+        let sess = st.dir.file("cross-sni.pem")
+        let first = try SClient.connect(port: st.httpsPort, serverName: "shop.test", caFile: st.certs.caFile,
+                                        extra: ["-tls1_2", "-sess_out", sess], holdStdin: 0.2)
+        XCTAssertEqual(first.subject, "CN = shop.test", first.output)
+        let other = try SClient.connect(port: st.httpsPort, serverName: "api.test", caFile: st.certs.caFile,
+                                        extra: ["-tls1_2", "-sess_in", sess], holdStdin: 0.2)
+        XCTAssertTrue(other.handshakeDone, other.output)
+        XCTAssertFalse(other.reused, "a shop.test session resumed under SNI api.test (RFC 6066 §3)\n\(other.output)")
+        XCTAssertEqual(other.subject, "CN = api.test", "api.test is authenticated by its own certificate\n\(other.output)")
+    }
+
     func testFullChainIsSent() throws {
         let st = try Self.shared.get()
         let chain = try handshake(st, "chain.test", ["-showcerts", "-verify_hostname", "chain.test"])
@@ -294,6 +312,15 @@ final class TLSTests: XCTestCase {
         let withPort = try RawClient.exchange(port: st.server.httpPort, "GET /x HTTP/1.1\r\nHost: shop.test:\(st.server.httpPort)\r\n\r\n")
         XCTAssertEqual(withPort.status, 308, withPort.rawHead)
         XCTAssertEqual(withPort.header("location"), "https://shop.test:\(st.httpsPort)/x", withPort.rawHead)
+
+        // Host names are case-insensitive; an absolute-form target keeps only its path and query.
+        let upper = try RawClient.exchange(port: st.server.httpPort, "GET /u?v=1 HTTP/1.1\r\nHost: SHOP.Test\r\n\r\n")
+        XCTAssertEqual(upper.status, 308, upper.rawHead)
+        XCTAssertEqual(upper.header("location")?.lowercased(), "https://shop.test:\(st.httpsPort)/u?v=1", upper.rawHead)
+        let absolute = try RawClient.exchange(port: st.server.httpPort,
+                                              "GET http://shop.test/abs?x=1 HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        XCTAssertEqual(absolute.status, 308, absolute.rawHead)
+        XCTAssertEqual(absolute.header("location"), "https://shop.test:\(st.httpsPort)/abs?x=1", absolute.rawHead)
 
         // curl follows it end to end, a POST staying a POST.
         let c = try Curl.run(["-L", "--cacert", st.certs.caFile,
