@@ -179,7 +179,7 @@ final class SClientSession {
         _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
         process.arguments = ["s_client", "-connect", "127.0.0.1:\(port)", "-servername", serverName,
-                             "-CAfile", caFile, "-ign_eof"]
+                             "-CAfile", caFile, "-ign_eof", "-nocommands"]
         process.standardInput = input
         let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
         process.standardOutput = out
@@ -190,6 +190,8 @@ final class SClientSession {
     var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
 
     func send(_ text: String) throws { try input.fileHandleForWriting.write(contentsOf: Data(text.utf8)) }
+    func send(_ bytes: [UInt8]) throws { try input.fileHandleForWriting.write(contentsOf: Data(bytes)) }
+    var outputBytes: Data { (try? Data(contentsOf: URL(fileURLWithPath: outputPath))) ?? Data() }
 
     /// How many responses with `status` the connection has received so far.
     func count(_ needle: String) -> Int { output.components(separatedBy: needle).count - 1 }

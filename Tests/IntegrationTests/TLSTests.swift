@@ -289,6 +289,25 @@ final class TLSTests: XCTestCase {
         XCTAssertTrue(waitUntil(timeout: 5) { s.count("HTTP/1.1 200") == 3 }, "a head over two records\n\(s.output)")
     }
 
+    func testWebSocketOverTLS() throws {
+        let st = try Self.shared.get()
+        let s = try SClientSession(port: st.httpsPort, serverName: "shop.test", caFile: st.certs.caFile, dir: st.dir, name: "wss")
+        defer { s.stop() }
+        try s.send("GET /ws HTTP/1.1\r\nHost: shop.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        XCTAssertTrue(waitUntil(timeout: 5) { s.output.contains("HTTP/1.1 101") }, "101 over TLS\n\(s.output)")
+        // Two masked text frames in one write; the echo backend sends each back unmasked.
+        func frame(_ text: String) -> [UInt8] {
+            let payload = Array(text.utf8)
+            let mask: [UInt8] = [0x37, 0xfa, 0x21, 0x3d]
+            return [0x81, 0x80 | UInt8(payload.count)] + mask + payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
+        }
+        try s.send(frame("hello over wss") + frame("second frame"))
+        let expected = Data([0x81, 14] + Array("hello over wss".utf8) + [0x81, 12] + Array("second frame".utf8))
+        XCTAssertTrue(waitUntil(timeout: 5) { s.outputBytes.range(of: expected) != nil },
+                      "frames tunnelled both ways through TLS\n\(s.output)")
+    }
+
     func testConcurrentHandshakes() throws {
         let st = try Self.shared.get()
         let urls = (0..<40).map { "/c\($0)" }
