@@ -75,6 +75,24 @@ final class TLSRotationTests: XCTestCase {
         }
     }
 
+    func testHTTPSOffServesTLSHostsOverPlainHTTPWithoutRedirect() throws {
+        let certs = try certificates()
+        let echo = try fx.echo("off")
+        let m = try fx.dir.write("off.yaml", Manifest.join([
+            Manifest.service("svc-off", endpoints: [echo.address]),
+            TLSManifest.secret("shop-tls", cert: try certs.text("shop.crt"), key: try certs.text("shop.key")),
+            TLSManifest.ingress("shop", host: "shop.test", paths: [.init("/", "Prefix", "svc-off")], secret: "shop-tls",
+                                annotations: ["portico.io/hsts": "true"]),
+        ]))
+        // The last --https wins over the harness's own.
+        let server = try fx.serve([m], ["--https", "off"])
+        servers.append(server)
+        XCTAssertFalse(server.process.stderr.contains("https="), server.process.stderr)
+        let r = try RawClient.exchange(port: server.httpPort, "GET /x HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        XCTAssertEqual(r.status, 200, "no https listener to redirect to\n\(r.rawHead)")
+        XCTAssertNil(r.header("strict-transport-security"))
+    }
+
     func testRotationServesTheNewCertificateAndKeepsOpenConnections() throws {
         let certs = try certificates()
         let echo = try fx.echo("rot")

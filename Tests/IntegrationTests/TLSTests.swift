@@ -171,11 +171,11 @@ final class TLSTests: XCTestCase {
         let sess = st.dir.file("session\(version).pem")
         // TLS 1.3 tickets come after the handshake: keep the client a moment before it quits.
         let first = try SClient.connect(port: st.httpsPort, serverName: "shop.test", caFile: st.certs.caFile,
-                                        extra: flags + ["-sess_out", sess], holdStdin: 0.3)
+                                        extra: flags + ["-sess_out", sess], holdStdin: 0.5)
         XCTAssertTrue(first.output.contains("New, TLSv1."), "\(version) first\n\(first.output)", file: file, line: line)
         XCTAssertTrue(FileManager.default.fileExists(atPath: sess), "\(version): a session was written\n\(first.output)", file: file, line: line)
         let second = try SClient.connect(port: st.httpsPort, serverName: "shop.test", caFile: st.certs.caFile,
-                                         extra: flags + ["-sess_in", sess], holdStdin: 0.3)
+                                         extra: flags + ["-sess_in", sess], holdStdin: 0.5)
         XCTAssertTrue(second.reused, "\(version): the session is resumed\n\(second.output)", file: file, line: line)
     }
 
@@ -253,6 +253,10 @@ final class TLSTests: XCTestCase {
         XCTAssertEqual(r.curl.exitCode, 0, r.curl.stderr)
         XCTAssertEqual(r.curl.numConnects, 1, "three requests on one TLS connection\n\(r.curl.stderr)")
         XCTAssertEqual(r.curl.stderr.components(separatedBy: "CURL_STATUS=200").count - 1, 3, r.curl.stderr)
+        // HTTP/1.0 without keep-alive: answered, then the TLS connection is closed.
+        let old = try https(st, "shop.test", "/http10", extra: ["--http1.0"])
+        XCTAssertEqual(old.status, 200, old.curl.stderr)
+        XCTAssertEqual(try? EchoReply(old.curl.body).name, "shop")
     }
 
     func testLargeBodiesOverTLS() throws {
