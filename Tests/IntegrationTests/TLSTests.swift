@@ -53,6 +53,8 @@ final class TLSTests: XCTestCase {
             S.ingress("badkey", host: "badkey.test", paths: route("svc-shop"), secret: "badkey-tls"),
             S.ingress("missing", host: "missing.test", paths: route("svc-shop"), secret: "missing-tls"),
             S.ingress("plain", host: "plain.test", paths: route("svc-shop"), secret: nil),
+            // A wildcard TLS host with the default redirect.
+            S.ingress("red", host: "*.red.test", paths: route("svc-shop"), secret: "apps-tls"),
             // An exact host under the wildcard, with a Secret another Ingress uses too.
             S.ingress("exact-apps", host: "exact.apps.test", paths: route("svc-apps"), secret: "shop-tls"),
             // A Secret of another namespace is not found from this one; a Secret of the wrong type.
@@ -275,6 +277,12 @@ final class TLSTests: XCTestCase {
         XCTAssertEqual(down.curl.exitCode, 0, down.curl.stderr)
         XCTAssertEqual(down.curl.body.count, 10 * mib, "10 MiB response body through TLS")
         XCTAssertNil(echoPatternMismatch(down.curl.body), "the bytes arrive intact and in order")
+
+        // Connection: close: close_notify and the half-close come after the last byte, not before.
+        let closing = try https(st, "shop.test", "/close", extra: ["-H", "X-Echo-Bytes: \(2 * mib)", "-H", "Connection: close"])
+        XCTAssertEqual(closing.curl.exitCode, 0, closing.curl.stderr)
+        XCTAssertEqual(closing.curl.body.count, 2 * mib, closing.curl.stderr)
+        XCTAssertNil(echoPatternMismatch(closing.curl.body))
     }
 
     func testSlowReaderGetsAnIntactBody() throws {
@@ -346,6 +354,10 @@ final class TLSTests: XCTestCase {
         let withPort = try RawClient.exchange(port: st.server.httpPort, "GET /x HTTP/1.1\r\nHost: shop.test:\(st.server.httpPort)\r\n\r\n")
         XCTAssertEqual(withPort.status, 308, withPort.rawHead)
         XCTAssertEqual(withPort.header("location"), "https://shop.test:\(st.httpsPort)/x", withPort.rawHead)
+
+        let wild = try RawClient.exchange(port: st.server.httpPort, "GET /w HTTP/1.1\r\nHost: a.red.test\r\n\r\n")
+        XCTAssertEqual(wild.status, 308, "a host covered by a wildcard spec.tls host\n\(wild.rawHead)")
+        XCTAssertEqual(wild.header("location"), "https://a.red.test:\(st.httpsPort)/w", wild.rawHead)
 
         // Host names are case-insensitive; an absolute-form target keeps only its path and query.
         let upper = try RawClient.exchange(port: st.server.httpPort, "GET /u?v=1 HTTP/1.1\r\nHost: SHOP.Test\r\n\r\n")
