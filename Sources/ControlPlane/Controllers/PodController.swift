@@ -62,7 +62,10 @@ final class PodController: Controller {
             let stableKey = Obj.controllerRef(pod)?["kind"]?.stringValue == "StatefulSet" ? "\(namespace)/\(name)" : nil
             agent.run(typed, stableKey: stableKey)
         }
-        if let s = agent.status(of: pod.uid) { try writeStatus(pod, s) }
+        // The agent may have reported (and written) already; compare with the stored object.
+        if let s = agent.status(of: pod.uid), let now = try? store.get(.pods, namespace: namespace, name: name), now.uid == pod.uid {
+            try writeStatus(now, s)
+        }
         return .done
     }
 
