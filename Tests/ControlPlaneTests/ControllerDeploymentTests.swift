@@ -40,6 +40,9 @@ final class ControllerDeploymentTests: XCTestCase {
         XCTAssertTrue(h.events(for: "web").contains("ScalingReplicaSet: Scaled up replica set web-\(hash) from 0 to 3"), "\(h.events(for: "web"))")
         XCTAssertEqual(h.events(for: rs.name).filter { $0.hasPrefix("SuccessfulCreate: Created pod: web-") }.count, 3)
         XCTAssertEqual(h.runningPods.count, 3)
+        let podEvents = h.events(for: pods[0].name)
+        XCTAssertTrue(podEvents.contains("Scheduled: Successfully assigned default/\(pods[0].name) to portico"), "\(podEvents)")
+        XCTAssertTrue(podEvents.contains("Started: Started container main"), "\(podEvents)")
 
         try h.edit(.deployments, "web") { $0[path: ["spec", "replicas"]] = .int(5) }
         h.waitUntil("5 ready pods") { h.readyPods("app=web").count == 5 }
@@ -47,6 +50,12 @@ final class ControllerDeploymentTests: XCTestCase {
         h.waitUntil("1 pod left, 1 process group") { h.pods("app=web").count == 1 && h.runningPods.count == 1 }
         h.waitUntil("status replicas 1") { h.get(.deployments, "web")?[path: ["status", "replicas"]]?.intValue == 1 }
         XCTAssertEqual(try h.store.list(.replicaSets).items.count, 1)
+
+        // Deleting the Deployment deletes its ReplicaSet and pods, and their processes stop.
+        try h.store.delete(.deployments, namespace: "default", name: "web")
+        h.waitUntil("everything gone") {
+            try h.store.list(.replicaSets).items.isEmpty && h.pods().isEmpty && h.runningPods.isEmpty
+        }
     }
 
     func testScaleDownRemovesNotReadyPodsFirst() {

@@ -197,6 +197,15 @@ public final class ControllerManager {
         for id in agent.runningPods { enqueue(pods.name, id.namespace, id.name) }
     }
 
+    /// `service` with a ClusterIP (when `spec.clusterIP` is empty) and nodePorts (NodePort and
+    /// LoadBalancer types) allocated from what the store's Services leave free — what the
+    /// service controller writes, for an API server that wants them in its create response.
+    /// Nil when a range is exhausted.
+    public static func allocateServiceAddresses(_ service: JSONValue, store: Store,
+                                                options: ControllerOptions = ControllerOptions()) -> JSONValue? {
+        ServiceController.allocate(service, store: store, options: options)
+    }
+
     /// Records an Event about `object` (kind and apiVersion taken from it).
     func event(_ object: JSONValue, _ type: String = "Normal", _ reason: String, _ message: String, component: String) {
         events.record(object, type: type, reason: reason, message: message, component: component)

@@ -12,42 +12,47 @@ final class ServiceController: Controller {
     init(manager: ControllerManager) { m = manager }
 
     func sync(namespace: String, name: String) throws -> SyncResult {
-        guard var svc = try? m.store.get(.services, namespace: namespace, name: name) else { return .done }
-        let type = svc[path: ["spec", "type"]]?.stringValue ?? "ClusterIP"
-        guard type != "ExternalName" else { return .done }
-        let all = (try? m.store.list(.services).items) ?? []
-        var changed = false
-        let ip = svc[path: ["spec", "clusterIP"]]?.stringValue ?? ""
-        if ip.isEmpty {
-            let used = Set(all.compactMap { $0[path: ["spec", "clusterIP"]]?.stringValue })
-            guard let fresh = freeClusterIP(used) else {
-                m.event(svc, "Warning", "ClusterIPNotAllocated", "no free address in \(m.options.clusterIPPrefix).0.0/16", component: "service-controller")
-                return .done
-            }
-            svc[path: ["spec", "clusterIP"]] = .string(fresh)
-            svc[path: ["spec", "clusterIPs"]] = .array([.string(fresh)])
-            changed = true
-        } else if ip != "None", svc[path: ["spec", "clusterIPs"]] == nil {
-            svc[path: ["spec", "clusterIPs"]] = .array([.string(ip)])
-            changed = true
+        guard let svc = try? m.store.get(.services, namespace: namespace, name: name) else { return .done }
+        guard let filled = Self.allocate(svc, store: m.store, options: m.options) else {
+            m.event(svc, "Warning", "AddressNotAllocated", "no free ClusterIP or nodePort left", component: "service-controller")
+            return .done
         }
-        if type == "NodePort" || type == "LoadBalancer", var ports = svc[path: ["spec", "ports"]]?.arrayValue {
-            var used = Set(all.flatMap { ($0[path: ["spec", "ports"]]?.arrayValue ?? []).compactMap { $0["nodePort"]?.intValue } })
-            for i in ports.indices where ports[i]["nodePort"]?.intValue == nil {
-                guard let p = m.options.nodePortRange.first(where: { !used.contains($0) }) else { break }
-                used.insert(p)
-                ports[i]["nodePort"] = .int(p)
-                changed = true
-            }
-            svc[path: ["spec", "ports"]] = .array(ports)
-        }
-        if changed { try m.store.update(.services, svc) }
+        if filled != svc { try m.store.update(.services, filled) }
         return .done
     }
 
-    private func freeClusterIP(_ used: Set<String>) -> String? {
+    /// The Service with its empty `clusterIP` and missing `nodePort`s filled in from what the
+    /// store's other Services leave free; nil when a range is exhausted.
+    static func allocate(_ service: JSONValue, store: Store, options: ControllerOptions) -> JSONValue? {
+        var svc = service
+        let type = svc[path: ["spec", "type"]]?.stringValue ?? "ClusterIP"
+        guard type != "ExternalName" else { return svc }
+        let all = ((try? store.list(.services).items) ?? []).filter { $0.namespace != svc.namespace || $0.name != svc.name }
+        let ip = svc[path: ["spec", "clusterIP"]]?.stringValue ?? ""
+        if ip.isEmpty {
+            let used = Set(all.compactMap { $0[path: ["spec", "clusterIP"]]?.stringValue })
+            guard let fresh = freeClusterIP(used, prefix: options.clusterIPPrefix) else { return nil }
+            svc[path: ["spec", "clusterIP"]] = .string(fresh)
+            svc[path: ["spec", "clusterIPs"]] = .array([.string(fresh)])
+        } else if ip != "None", svc[path: ["spec", "clusterIPs"]] == nil {
+            svc[path: ["spec", "clusterIPs"]] = .array([.string(ip)])
+        }
+        if type == "NodePort" || type == "LoadBalancer", var ports = svc[path: ["spec", "ports"]]?.arrayValue {
+            var used = Set(all.flatMap { ($0[path: ["spec", "ports"]]?.arrayValue ?? []).compactMap { $0["nodePort"]?.intValue } })
+            used.formUnion(ports.compactMap { $0["nodePort"]?.intValue })
+            for i in ports.indices where ports[i]["nodePort"]?.intValue == nil {
+                guard let p = options.nodePortRange.first(where: { !used.contains($0) }) else { return nil }
+                used.insert(p)
+                ports[i]["nodePort"] = .int(p)
+            }
+            svc[path: ["spec", "ports"]] = .array(ports)
+        }
+        return svc
+    }
+
+    private static func freeClusterIP(_ used: Set<String>, prefix: String) -> String? {
         for n in 1..<(1 << 16) - 1 where n & 0xff != 0 && n & 0xff != 0xff {
-            let ip = "\(m.options.clusterIPPrefix).\(n >> 8).\(n & 0xff)"
+            let ip = "\(prefix).\(n >> 8).\(n & 0xff)"
             if !used.contains(ip) { return ip }
         }
         return nil
