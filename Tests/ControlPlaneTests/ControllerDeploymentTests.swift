@@ -114,6 +114,20 @@ final class ControllerDeploymentTests: XCTestCase {
         XCTAssertEqual(h.get(.replicaSets, old.name)?[path: ["metadata", "annotations", "deployment.kubernetes.io/revision"]]?.stringValue, "3")
     }
 
+    func testProgressDeadlineExceededWhenPodsNeverBecomeReady() throws {
+        let h = try ControllerHarness()
+        defer { h.finish() }
+        var json = try JSONValue.parse(deploymentJSON("stuck", replicas: 1, probe: #"{"exec":{"command":["false"]},"periodSeconds":1}"#))
+        json[path: ["spec", "progressDeadlineSeconds"]] = .int(1)
+        try h.store.create(.deployments, json)
+        h.waitUntil("deadline exceeded", timeout: 8) {
+            guard let d = h.get(.deployments, "stuck"), let c = Obj.condition(d, "Progressing") else { return false }
+            return c["status"]?.stringValue == "False" && c["reason"]?.stringValue == "ProgressDeadlineExceeded"
+        }
+        XCTAssertEqual(Obj.condition(h.get(.deployments, "stuck")!, "Available")?["status"]?.stringValue, "False")
+        XCTAssertTrue(h.events(for: "stuck").contains("ProgressDeadlineExceeded: Deployment \"stuck\" has timed out progressing."))
+    }
+
     func testRecreateStopsOldPodsBeforeStartingNewOnes() throws {
         let h = try ControllerHarness()
         defer { h.finish() }

@@ -87,6 +87,11 @@ final class ControllerServiceTests: XCTestCase {
         let allocated = try XCTUnwrap(np[0]["nodePort"]?.intValue)
         XCTAssertTrue((30001...32767).contains(allocated), "\(allocated)")
 
+        try h.apply(.services, #"{"metadata":{"name":"lb"},"spec":{"type":"LoadBalancer","selector":{"app":"x"},"ports":[{"port":80}]}}"#)
+        h.waitUntil("LoadBalancer address") {
+            h.get(.services, "lb")?[path: ["status", "loadBalancer", "ingress"]] == .array([.object(["ip": .string("127.0.0.1")])])
+        }
+        XCTAssertNotNil(h.get(.services, "lb")?[path: ["spec", "ports"]]?.arrayValue?.first?["nodePort"]?.intValue)
         let host = ips[0]
         let out = h.workDir + "/env"
         try h.apply(.pods, #"{"metadata":{"name":"client"},"spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"main","command":["/bin/sh","-c","echo $BACKEND_API_SERVICE_HOST $BACKEND_API_SERVICE_PORT $BACKEND_API_SERVICE_PORT_METRICS $BACKEND_API_PORT > \#(out); exec sleep 60"]}]}}"#)

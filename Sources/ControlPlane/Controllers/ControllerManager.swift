@@ -18,6 +18,8 @@ public struct ControllerOptions {
     public var backoffMax: Double = 30
     /// Every key is synced again this often, whatever the events said.
     public var resyncInterval: Double = 30
+    /// Events older than this are deleted (at each resync).
+    public var eventTTL: Double = 3600
     /// `spec.nodeName` given to every pod.
     public var nodeName = "portico"
     /// Where ClusterIPs come from (a /16; the first two octets).
@@ -195,6 +197,16 @@ public final class ControllerManager {
             for o in (try? store.list(type).items) ?? [] { for c in cs { enqueue(c.name, o.namespace, o.name) } }
         }
         for id in agent.runningPods { enqueue(pods.name, id.namespace, id.name) }
+        collectEvents()
+    }
+
+    /// Deletes Events not seen again for `eventTTL` (Kubernetes keeps them an hour).
+    func collectEvents() {
+        let cutoff = Date().addingTimeInterval(-options.eventTTL)
+        for e in (try? store.list(.events).items) ?? [] {
+            guard let t = (e["lastTimestamp"]?.stringValue).flatMap(Obj.parseTime), t < cutoff else { continue }
+            _ = try? store.delete(.events, namespace: e.namespace, name: e.name)
+        }
     }
 
     /// `service` with a ClusterIP (when `spec.clusterIP` is empty) and nodePorts (NodePort and

@@ -29,6 +29,7 @@ final class DeploymentController: Controller {
         let minReady = Obj.int(d[path: ["spec", "minReadySeconds"]], default: 0)
         let template = d[path: ["spec", "template"]] ?? .object([:])
         var wait: Double?
+        var progressed = false
 
         func load(_ rs: JSONValue) throws -> Set_ {
             let pods = try m.replicaSets.pods(of: rs)
@@ -61,6 +62,7 @@ final class DeploymentController: Controller {
             rs[path: ["spec", "replicas"]] = .int(n)
             rs = try store.update(.replicaSets, rs)
             sets[i] = try load(rs)
+            progressed = true
             m.event(d, "Normal", "ScalingReplicaSet", "Scaled \(n > from ? "up" : "down") replica set \(rs.name) from \(from) to \(n)\(why)", component: Self.component)
         }
 
@@ -84,6 +86,7 @@ final class DeploymentController: Controller {
             ])
             let created = try store.create(.replicaSets, rs)
             sets.append(try load(created))
+            progressed = true
             m.event(d, "Normal", "ScalingReplicaSet", "Scaled up replica set \(created.name) from 0 to \(n)", component: Self.component)
             return sets.count - 1
         }
@@ -163,7 +166,10 @@ final class DeploymentController: Controller {
             _ = try store.update(.deployments, o)
         }
         try cleanup(sets, newIndex: newIndex, limit: Obj.int(d[path: ["spec", "revisionHistoryLimit"]], default: 10), d: d)
-        try writeStatus(namespace, name, sets, newIndex: newIndex, replicas: replicas, maxUnavailable: maxUnavailable)
+        if let deadline = try writeStatus(namespace, name, sets, newIndex: newIndex, replicas: replicas,
+                                          maxUnavailable: maxUnavailable, progressed: progressed, paused: paused) {
+            wait = min(wait ?? deadline, deadline)
+        }
         return wait.map { .requeue(after: $0 + 0.05) } ?? .done
     }
 
@@ -189,8 +195,10 @@ final class DeploymentController: Controller {
         }
     }
 
-    private func writeStatus(_ namespace: String, _ name: String, _ sets: [Set_], newIndex: Int?, replicas: Int, maxUnavailable: Int) throws {
-        guard let d = try? store.get(.deployments, namespace: namespace, name: name) else { return }
+    /// Writes the status; returns the seconds left before the progress deadline, if one runs.
+    private func writeStatus(_ namespace: String, _ name: String, _ sets: [Set_], newIndex: Int?, replicas: Int, maxUnavailable: Int,
+                             progressed: Bool, paused: Bool) throws -> Double? {
+        guard let d = try? store.get(.deployments, namespace: namespace, name: name) else { return nil }
         let actual = sets.map(\.pods.count).reduce(0, +)
         let specTotal = sets.map(\.replicas).reduce(0, +)
         let available = sets.map(\.available).reduce(0, +)
@@ -204,12 +212,12 @@ final class DeploymentController: Controller {
         status["availableReplicas"] = .int(available)
         status["unavailableReplicas"] = .int(max(0, specTotal - available))
         let old = d[path: ["status", "conditions"]]?.arrayValue ?? []
-        func condition(_ type: String, _ ok: Bool, _ reason: String, _ message: String) -> JSONValue {
+        func condition(_ type: String, _ ok: Bool, _ reason: String, _ message: String, touch: Bool = false) -> JSONValue {
             let now = Obj.now()
             let prev = old.first { $0["type"]?.stringValue == type }
             let value = ok ? "True" : "False"
             let same = prev?["status"]?.stringValue == value
-            let sameReason = same && prev?["reason"]?.stringValue == reason && prev?["message"]?.stringValue == message
+            let sameReason = !touch && same && prev?["reason"]?.stringValue == reason && prev?["message"]?.stringValue == message
             return .object([
                 "type": .string(type), "status": .string(value), "reason": .string(reason), "message": .string(message),
                 "lastUpdateTime": sameReason ? (prev?["lastUpdateTime"] ?? .string(now)) : .string(now),
@@ -219,16 +227,43 @@ final class DeploymentController: Controller {
         let minAvailable = available >= replicas - maxUnavailable
         let rsName = newIndex.map { sets[$0].rs.name } ?? ""
         let complete = updated == replicas && available >= replicas && actual == replicas
+        // Progress: a ReplicaSet scaled, or more pods updated or available than last written.
+        let moved = progressed || available > (d[path: ["status", "availableReplicas"]]?.intValue ?? 0)
+            || updated > (d[path: ["status", "updatedReplicas"]]?.intValue ?? 0)
+        let prev = old.first { $0["type"]?.stringValue == "Progressing" }
+        let deadline = Double(Obj.int(d[path: ["spec", "progressDeadlineSeconds"]], default: 600))
+        var left: Double?
+        let progressing: JSONValue
+        if complete {
+            progressing = condition("Progressing", true, "NewReplicaSetAvailable", "ReplicaSet \"\(rsName)\" has successfully progressed.")
+        } else if paused {
+            progressing = condition("Progressing", true, "DeploymentPaused", "Deployment is paused")
+        } else if moved || prev?["status"]?.stringValue != "True" && prev?["reason"]?.stringValue != "ProgressDeadlineExceeded" {
+            progressing = condition("Progressing", true, "ReplicaSetUpdated", "ReplicaSet \"\(rsName)\" is progressing.", touch: moved)
+            left = deadline
+        } else if prev?["reason"]?.stringValue == "ProgressDeadlineExceeded" {
+            progressing = prev!
+        } else {
+            let since = (prev?["lastUpdateTime"]?.stringValue).flatMap(Obj.parseTime) ?? Date()
+            let remaining = since.addingTimeInterval(deadline).timeIntervalSinceNow
+            if remaining <= 0 {
+                progressing = condition("Progressing", false, "ProgressDeadlineExceeded", "ReplicaSet \"\(rsName)\" has timed out progressing.")
+                m.event(d, "Warning", "ProgressDeadlineExceeded", "Deployment \"\(name)\" has timed out progressing.", component: Self.component)
+            } else {
+                progressing = condition("Progressing", true, "ReplicaSetUpdated", "ReplicaSet \"\(rsName)\" is progressing.")
+                left = remaining
+            }
+        }
         status["conditions"] = .array([
             condition("Available", minAvailable, minAvailable ? "MinimumReplicasAvailable" : "MinimumReplicasUnavailable",
                       minAvailable ? "Deployment has minimum availability." : "Deployment does not have minimum availability."),
-            condition("Progressing", true, complete ? "NewReplicaSetAvailable" : "ReplicaSetUpdated",
-                      complete ? "ReplicaSet \"\(rsName)\" has successfully progressed." : "ReplicaSet \"\(rsName)\" is progressing."),
+            progressing,
         ])
         if let c = d[path: ["status", "collisionCount"]] { status["collisionCount"] = c }
-        guard status != d["status"] else { return }
+        guard status != d["status"] else { return left }
         var o = d
         o["status"] = status
         try store.updateStatus(.deployments, o)
+        return left
     }
 }

@@ -17,7 +17,16 @@ final class ServiceController: Controller {
             m.event(svc, "Warning", "AddressNotAllocated", "no free ClusterIP or nodePort left", component: "service-controller")
             return .done
         }
-        if filled != svc { try m.store.update(.services, filled) }
+        let stored = filled != svc ? try m.store.update(.services, filled) : svc
+        // A LoadBalancer Service is reachable where the proxy listens.
+        if stored[path: ["spec", "type"]]?.stringValue == "LoadBalancer" {
+            let want: JSONValue = .object(["ingress": .array([.object(["ip": .string(m.options.ingressAddress)])])])
+            if stored[path: ["status", "loadBalancer"]] != want {
+                var o = stored
+                o[path: ["status", "loadBalancer"]] = want
+                try m.store.updateStatus(.services, o)
+            }
+        }
         return .done
     }
 

@@ -70,7 +70,8 @@ final class StatefulSetController: Controller {
             let podName = "\(name)-\(ord)"
             // The previous pod of this name still has the address: wait until it is gone.
             if m.agent.runningPods.contains(where: { $0.namespace == namespace && $0.name == podName }) { return }
-            let rev = ord < partition ? currentRevision : updateRevision
+            // OnDelete: a pod the user deleted comes back at the update revision.
+            let rev = rolling && ord < partition ? currentRevision : updateRevision
             let t = templateFor(rev)
             var labels = t[path: ["metadata", "labels"]]?.stringMap ?? [:]
             labels[Obj.revisionHashLabel] = rev
