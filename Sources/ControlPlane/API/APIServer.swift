@@ -8,6 +8,7 @@ import Server
 ///
 /// Runs on `loop` (call `init` on that loop's thread or before it runs); every request is
 /// answered there, and watch events are posted to it from whichever thread wrote to the store.
+/// Keep a reference to it for as long as it should serve.
 public final class APIServer {
     public let store: Store
     let loop: EventLoop
@@ -20,8 +21,10 @@ public final class APIServer {
     public init(store: Store, loop: EventLoop, address: SocketAddress) throws {
         self.store = store
         self.loop = loop
-        server = try HTTPServer(loop: loop, address: address, collectLimit: 8 << 20, name: "api") { [unowned self] request in
-            self.handle(request)
+        server = try HTTPServer(loop: loop, address: address, collectLimit: 8 << 20, name: "api") { [weak self] request in
+            // The owner keeps the APIServer; once it is released the listener only answers 503.
+            guard let self else { return .now(.text(503, "the API server has been released\n")) }
+            return self.handle(request)
         }
     }
 
@@ -184,10 +187,15 @@ public final class APIServer {
         if r.body.isEmpty && r.bodyLength > 0 {
             throw StoreError(.badRequest, "the request body is too large or not sent with Content-Length")
         }
+        if let type = r.header("Content-Type"), type.contains("protobuf") || type.contains("cbor") {
+            throw StoreError(.unsupportedMediaType,
+                             "the body of the request was in an unknown format - accepted media types include: application/json (Portico does not read \(type) bodies; `kubectl create <kind> …` generators send them: use `kubectl create -f` or `kubectl apply -f` with a manifest)")
+        }
         do {
             return try JSONValue.parse(r.body)
         } catch {
-            throw StoreError(.badRequest, "the request body is not valid JSON (YAML bodies are not accepted: send JSON)")
+            let type = r.header("Content-Type") ?? "none"
+            throw StoreError(.badRequest, "the request body is not valid JSON (Content-Type \(type); only JSON bodies are accepted)")
         }
     }
 
