@@ -129,10 +129,13 @@ public final class APIServer {
             switch r.method {
             case "GET":
                 if let w = query["watch"], w == "1" || w == "true" {
-                    return try watch(t, query)
+                    return try watch(t, query, table: APITable.wantsTable(r.header("Accept")))
                 }
                 let (items, rv) = try store.list(t.type, namespace: t.namespace, labelSelector: nonEmpty(query["labelSelector"]),
                                                  fieldSelector: nonEmpty(query["fieldSelector"]))
+                if APITable.wantsTable(r.header("Accept")) {
+                    return .now(Self.json(200, APITable.table(t.type, items, resourceVersion: rv)))
+                }
                 return .now(Self.json(200, .object([
                     "kind": .string(t.type.kind + "List"), "apiVersion": .string(t.type.apiVersion),
                     "metadata": .object(["resourceVersion": .string(rv)]), "items": .array(items),
@@ -147,7 +150,11 @@ public final class APIServer {
         }
         switch (r.method, t.subresource) {
         case ("GET", nil), ("GET", "status"):
-            return .now(Self.json(200, try store.get(t.type, namespace: ns, name: name)))
+            let o = try store.get(t.type, namespace: ns, name: name)
+            if t.subresource == nil && APITable.wantsTable(r.header("Accept")) {
+                return .now(Self.json(200, APITable.table(t.type, [o], resourceVersion: o.resourceVersion)))
+            }
+            return .now(Self.json(200, o))
         case ("PUT", let sub):
             let o = try body(r)
             if !o.name.isEmpty && o.name != name {
@@ -241,7 +248,7 @@ public final class APIServer {
     /// Streams `{"type":…,"object":…}` lines, one per event, until the client goes away. A
     /// resourceVersion older than the store's event window ends the stream with an ERROR event
     /// holding a 410 Expired Status, as Kubernetes' API server does.
-    func watch(_ t: Target, _ query: [String: String]) throws -> ServerReply {
+    func watch(_ t: Target, _ query: [String: String], table: Bool) throws -> ServerReply {
         let labels = nonEmpty(query["labelSelector"]), fields = nonEmpty(query["fieldSelector"])
         _ = try labels.map(LabelSelector.init)
         _ = try fields.map(FieldSelector.init)
@@ -255,7 +262,8 @@ public final class APIServer {
             do {
                 let handle = try store.watch(t.type, namespace: t.namespace, labelSelector: labels, fieldSelector: fields,
                                              fromResourceVersion: query["resourceVersion"]) { event in
-                    let line = JSONValue.object(["type": .string(event.type.rawValue), "object": event.object]).jsonBytes + [0x0A]
+                    let object = table ? APITable.table(event.resource, [event.object], resourceVersion: event.object.resourceVersion) : event.object
+                    let line = JSONValue.object(["type": .string(event.type.rawValue), "object": object]).jsonBytes + [0x0A]
                     loop.execute { stream.write(line) }
                 }
                 if box.cancelled { handle.cancel() } else { box.handle = handle }
