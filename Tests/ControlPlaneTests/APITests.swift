@@ -284,4 +284,57 @@ final class APITests: XCTestCase {
         XCTAssertNotEqual(s, 0)
         XCTAssertTrue(e.contains("spec.template.metadata.labels"), e)
     }
+
+    func testKubectlGetPrintsServerSideColumns() throws {
+        let file = dir + "/app.yaml"
+        try Self.manifest.write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try kubectl("apply", "-f", file).0, 0)
+        let (s, out, err) = try kubectl("get", "deploy,svc")
+        XCTAssertEqual(s, 0, err)
+        let lines = out.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        XCTAssertEqual(lines.first, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"])
+        XCTAssertEqual(lines.dropFirst().first?.prefix(4), ["deployment.apps/web", "0/2", "0", "0"])
+        XCTAssertTrue(lines.contains { $0.first == "TYPE" || $0.contains("CLUSTER-IP") }, out)
+        XCTAssertTrue(lines.contains { $0.first == "service/web" && $0.contains("80/TCP") }, out)
+    }
+
+    func testKubectlCreateGeneratorsForNamespacesConfigMapsAndSecrets() throws {
+        XCTAssertEqual(try kubectl("create", "namespace", "team").0, 0)
+        let (s1, _, e1) = try kubectl("create", "configmap", "settings", "-n", "team", "--from-literal=a=1")
+        XCTAssertEqual(s1, 0, e1)
+        let (s2, _, e2) = try kubectl("create", "secret", "generic", "pw", "-n", "team", "--from-literal=password=hunter2")
+        XCTAssertEqual(s2, 0, e2)
+        XCTAssertEqual(try store.get(.configMaps, namespace: "team", name: "settings")["data"], .object(["a": .string("1")]))
+        XCTAssertEqual(try store.get(.secrets, namespace: "team", name: "pw")[path: ["data", "password"]], .string("aHVudGVyMg=="))
+        let (s3, _, e3) = try kubectl("create", "deployment", "d", "--image=x")
+        XCTAssertNotEqual(s3, 0)
+        XCTAssertTrue(e3.contains("kubectl apply -f"), e3)
+    }
+
+    func testScaleSubresourceIsAnAutoscalingV1Scale() throws {
+        try store.create(.deployments, try StoreTests.deployment("web", replicas: 2))
+        let (c1, scale) = try curl("GET", "/apis/apps/v1/namespaces/default/deployments/web/scale")
+        XCTAssertEqual(c1, 200)
+        XCTAssertEqual(scale["apiVersion"], .string("autoscaling/v1"))
+        XCTAssertEqual(scale[path: ["spec", "replicas"]], .int(2))
+        XCTAssertEqual(scale[path: ["status", "selector"]], .string("app=web"))
+        let (c2, scaled) = try curl("PATCH", "/apis/apps/v1/namespaces/default/deployments/web/scale", body: #"{"spec":{"replicas":5}}"#,
+                                    contentType: "application/merge-patch+json")
+        XCTAssertEqual(c2, 200)
+        XCTAssertEqual(scaled[path: ["spec", "replicas"]], .int(5))
+        XCTAssertEqual(try store.get(.deployments, namespace: "default", name: "web")[path: ["spec", "replicas"]], .int(5))
+        let (c3, _) = try curl("GET", "/api/v1/namespaces/default/configmaps/x/scale")
+        XCTAssertEqual(c3, 404)
+    }
+
+    func testStatusSubresourceChangesOnlyStatus() throws {
+        let d = try store.create(.deployments, try StoreTests.deployment("web"))
+        var body = d
+        body[path: ["status", "replicas"]] = .int(1)
+        body[path: ["spec", "replicas"]] = .int(9)
+        let (c1, updated) = try curl("PUT", "/apis/apps/v1/namespaces/default/deployments/web/status", body: body.jsonString)
+        XCTAssertEqual(c1, 200)
+        XCTAssertEqual(updated[path: ["status", "replicas"]], .int(1))
+        XCTAssertEqual(updated[path: ["spec", "replicas"]], .int(1))
+    }
 }

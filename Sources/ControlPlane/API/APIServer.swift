@@ -195,8 +195,9 @@ public final class APIServer {
             throw StoreError(.badRequest, "the request body is too large or not sent with Content-Length")
         }
         if let type = r.header("Content-Type"), type.contains("protobuf") || type.contains("cbor") {
+            if type.contains("protobuf"), let o = APIProtobuf.decode(r.body) { return o }
             throw StoreError(.unsupportedMediaType,
-                             "the body of the request was in an unknown format - accepted media types include: application/json (Portico does not read \(type) bodies; `kubectl create <kind> …` generators send them: use `kubectl create -f` or `kubectl apply -f` with a manifest)")
+                             "the body of the request was in an unknown format - accepted media types include: application/json (Portico does not read \(type) bodies; `kubectl create <kind> …` generators other than namespace, configmap and secret send them: use `kubectl create -f` or `kubectl apply -f` with a manifest)")
         }
         do {
             return try JSONValue.parse(r.body)

@@ -275,6 +275,13 @@ public final class Store {
         if let k = o["kind"]?.stringValue, k != type.kind {
             throw StoreError(.badRequest, "the kind in the data (\(k)) does not match the expected kind (\(type.kind))")
         }
+        if type == .secrets, let stringData = o["stringData"]?.stringMap, !stringData.isEmpty {
+            // As Kubernetes does on write: stringData is merged into data, base64-encoded.
+            var data = o["data"]?.objectValue ?? [:]
+            for (k, v) in stringData { data[k] = .string(Data(v.utf8).base64EncodedString()) }
+            o["data"] = .object(data)
+        }
+        if type == .secrets { o["stringData"] = nil }
         o["apiVersion"] = .string(type.apiVersion)
         o["kind"] = .string(type.kind)
         if o["metadata"]?.objectValue == nil { o["metadata"] = .object([:]) }
