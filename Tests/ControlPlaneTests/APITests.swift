@@ -177,6 +177,12 @@ final class APITests: XCTestCase {
         let event = try JSONValue.parse(String(text.split(separator: "\n").first ?? ""))
         XCTAssertEqual(event["type"], .string("ADDED"))
         XCTAssertEqual(event["object"]?.name, "settings")
+        XCTAssertEqual(store.watchCount, 1)
+        p.terminate()
+        p.waitUntilExit()
+        let gone = Date().addingTimeInterval(5)
+        while store.watchCount > 0 && Date() < gone { usleep(20_000) }
+        XCTAssertEqual(store.watchCount, 0, "the store watch ends when the client goes away")
     }
 
     func testWatchFromAnExpiredResourceVersionEndsWithA410ErrorEvent() throws {

@@ -182,7 +182,15 @@ public final class APIServer {
         case ("GET", "scale"):
             return .now(Self.json(200, try scale(t, name: name)))
         case ("DELETE", nil):
-            return .now(Self.json(200, try store.delete(t.type, namespace: ns, name: name)))
+            // DeleteOptions may come in the body or the query.
+            let options = r.body.isEmpty ? JSONValue.object([:]) : ((try? JSONValue.parse(r.body)) ?? .object([:]))
+            let policy = options["propagationPolicy"]?.stringValue ?? query["propagationPolicy"] ?? "Background"
+            guard let propagation = policy == "Foreground" ? .background : Store.Propagation(rawValue: policy) else {
+                throw StoreError(.badRequest, "unknown propagationPolicy \"\(policy)\": use Background, Foreground or Orphan")
+            }
+            let rv = options[path: ["preconditions", "resourceVersion"]]?.stringValue
+            if query["dryRun"] != nil { return .now(Self.json(200, try store.get(t.type, namespace: ns, name: name))) }
+            return .now(Self.json(200, try store.delete(t.type, namespace: ns, name: name, propagation: propagation, resourceVersion: rv)))
         default:
             throw StoreError(.methodNotAllowed, "the server does not allow this method on the requested resource")
         }

@@ -194,13 +194,24 @@ public final class Store {
         return status ? try updateStatus(type, patched) : try update(type, patched)
     }
 
+    /// What happens to an object's dependents when it is deleted (`DeleteOptions.propagationPolicy`).
+    public enum Propagation: String, Sendable {
+        /// Dependents are deleted after the owner (Kubernetes' default for most kinds).
+        case background = "Background"
+        /// Dependents stay, with the owner's entry removed from their ownerReferences.
+        case orphan = "Orphan"
+    }
+
     /// Deletes the object and returns its last state; dependents (objects whose ownerReferences
     /// name its uid) are deleted after it, recursively, as Kubernetes' background cascading
-    /// deletion does. Deleting a namespace deletes everything in it.
+    /// deletion does, or orphaned. Deleting a namespace deletes everything in it.
+    /// `resourceVersion`, when given, must be current (a precondition, as DeleteOptions has).
     @discardableResult
-    public func delete(_ type: ResourceType, namespace: String, name: String) throws -> JSONValue {
+    public func delete(_ type: ResourceType, namespace: String, name: String, propagation: Propagation = .background,
+                       resourceVersion: String? = nil) throws -> JSONValue {
         lock.lock(); defer { lock.unlock() }
         let o = try get(type, namespace: namespace, name: name)
+        if let rv = resourceVersion, !rv.isEmpty, rv != o.resourceVersion { throw StoreError.conflict(type, name) }
         var deleted = o
         deleted[path: ["metadata", "resourceVersion"]] = .string(String(currentRevision + 1))
         try commit([(.deleted, type, deleted)])
@@ -212,8 +223,15 @@ public final class Store {
                 if owned || inNamespace { dependents.append((t, d)) }
             }
         }
-        for (t, d) in dependents.sorted(by: { $0.1.resourceVersion < $1.1.resourceVersion }) {
-            _ = try? delete(t, namespace: d.namespace, name: d.name)
+        for (t, d) in dependents.sorted(by: { (Int64($0.1.resourceVersion) ?? 0) < (Int64($1.1.resourceVersion) ?? 0) }) {
+            if propagation == .orphan && type != .namespaces {
+                var freed = d
+                let refs = d[path: ["metadata", "ownerReferences"]]?.arrayValue?.filter { $0["uid"]?.stringValue != o.uid } ?? []
+                freed[path: ["metadata", "ownerReferences"]] = refs.isEmpty ? nil : .array(refs)
+                _ = try? update(t, freed)
+            } else {
+                _ = try? delete(t, namespace: d.namespace, name: d.name)
+            }
         }
         return deleted
     }
@@ -250,6 +268,12 @@ public final class Store {
         watchers[id] = watcher
         for e in replay { callback(e) }
         return WatchHandle(store: self, id: id)
+    }
+
+    /// How many watches are registered (for tests and metrics).
+    public var watchCount: Int {
+        lock.lock(); defer { lock.unlock() }
+        return watchers.count
     }
 
     func cancelWatch(_ id: Int) {
