@@ -343,4 +343,23 @@ final class APITests: XCTestCase {
         XCTAssertEqual(updated[path: ["status", "replicas"]], .int(1))
         XCTAssertEqual(updated[path: ["spec", "replicas"]], .int(1))
     }
+
+    func testDryRunChangesNothing() throws {
+        let file = dir + "/app.yaml"
+        try Self.manifest.write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try kubectl("apply", "-f", file).0, 0)
+        let revision = store.revision
+        try Self.manifest.replacingOccurrences(of: "replicas: 2", with: "replicas: 4")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let (s1, o1, e1) = try kubectl("diff", "-f", file)
+        XCTAssertEqual(s1, 1, "kubectl diff exits 1 when there are differences: \(e1)")
+        XCTAssertTrue(o1.contains("+  replicas: 4"), o1)
+        let (s2, o2, e2) = try kubectl("apply", "-f", file, "--dry-run=server")
+        XCTAssertEqual(s2, 0, e2)
+        XCTAssertTrue(o2.contains("(server dry run)"), o2)
+        let (s3, _, e3) = try kubectl("delete", "deploy", "web", "--dry-run=server")
+        XCTAssertEqual(s3, 0, e3)
+        XCTAssertEqual(store.revision, revision)
+        XCTAssertEqual(try store.get(.deployments, namespace: "default", name: "web")[path: ["spec", "replicas"]], .int(2))
+    }
 }

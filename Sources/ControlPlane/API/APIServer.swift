@@ -125,6 +125,8 @@ public final class APIServer {
 
     func serve(_ r: ServerRequest, _ t: Target, _ query: [String: String]) throws -> ServerReply {
         let ns = t.namespace ?? ""
+        // `dryRun=All` (kubectl diff, --dry-run=server): validate and answer, store nothing.
+        let dryRun = !(query["dryRun"] ?? "").isEmpty
         guard let name = t.name else {
             switch r.method {
             case "GET":
@@ -141,9 +143,7 @@ public final class APIServer {
                     "metadata": .object(["resourceVersion": .string(rv)]), "items": .array(items),
                 ])))
             case "POST":
-                let o = try body(r)
-                if query["dryRun"] != nil { return .now(Self.json(201, o)) }
-                return .now(Self.json(201, try store.create(t.type, o, namespace: t.namespace)))
+                return .now(Self.json(201, try store.create(t.type, try body(r), namespace: t.namespace, dryRun: dryRun)))
             default:
                 throw StoreError(.methodNotAllowed, "the server does not allow this method on the requested resource")
             }
@@ -163,9 +163,9 @@ public final class APIServer {
             var named = o
             named[path: ["metadata", "name"]] = .string(name)
             switch sub {
-            case "status": return .now(Self.json(200, try store.updateStatus(t.type, named, namespace: t.namespace)))
-            case "scale": return .now(Self.json(200, try setScale(t, name: name, scale: named)))
-            default: return .now(Self.json(200, try store.update(t.type, named, namespace: t.namespace)))
+            case "status": return .now(Self.json(200, try store.updateStatus(t.type, named, namespace: t.namespace, dryRun: dryRun)))
+            case "scale": return .now(Self.json(200, try setScale(t, name: name, scale: named, dryRun: dryRun)))
+            default: return .now(Self.json(200, try store.update(t.type, named, namespace: t.namespace, dryRun: dryRun)))
             }
         case ("PATCH", let sub):
             let contentType = (r.header("Content-Type") ?? "").split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
@@ -176,9 +176,10 @@ public final class APIServer {
             let patch = try body(r)
             if sub == "scale" {
                 let scale = try Self.patchScale(scale(t, name: name), patch, patchType)
-                return .now(Self.json(200, try setScale(t, name: name, scale: scale)))
+                return .now(Self.json(200, try setScale(t, name: name, scale: scale, dryRun: dryRun)))
             }
-            return .now(Self.json(200, try store.patch(t.type, namespace: ns, name: name, patch: patch, as: patchType, status: sub == "status")))
+            return .now(Self.json(200, try store.patch(t.type, namespace: ns, name: name, patch: patch, as: patchType,
+                                                       status: sub == "status", dryRun: dryRun)))
         case ("GET", "scale"):
             return .now(Self.json(200, try scale(t, name: name)))
         case ("DELETE", nil):
@@ -189,7 +190,9 @@ public final class APIServer {
                 throw StoreError(.badRequest, "unknown propagationPolicy \"\(policy)\": use Background, Foreground or Orphan")
             }
             let rv = options[path: ["preconditions", "resourceVersion"]]?.stringValue
-            if query["dryRun"] != nil { return .now(Self.json(200, try store.get(t.type, namespace: ns, name: name))) }
+            if dryRun || !(options["dryRun"]?.arrayValue ?? []).isEmpty {
+                return .now(Self.json(200, try store.get(t.type, namespace: ns, name: name)))
+            }
             return .now(Self.json(200, try store.delete(t.type, namespace: ns, name: name, propagation: propagation, resourceVersion: rv)))
         default:
             throw StoreError(.methodNotAllowed, "the server does not allow this method on the requested resource")
@@ -240,7 +243,7 @@ public final class APIServer {
         }
     }
 
-    func setScale(_ t: Target, name: String, scale: JSONValue) throws -> JSONValue {
+    func setScale(_ t: Target, name: String, scale: JSONValue, dryRun: Bool = false) throws -> JSONValue {
         guard let replicas = scale[path: ["spec", "replicas"]]?.intValue, replicas >= 0 else {
             throw StoreError.invalid(t.type, name, [StoreError.Cause(field: "spec.replicas", reason: "FieldValueInvalid", message: "Invalid value: must be a non-negative integer")])
         }
@@ -248,6 +251,11 @@ public final class APIServer {
         let rv = scale.resourceVersion
         if !rv.isEmpty && rv != o.resourceVersion { throw StoreError.conflict(t.type, name) }
         o[path: ["spec", "replicas"]] = .int(replicas)
+        if dryRun {
+            var preview = try self.scale(t, name: name)
+            preview[path: ["spec", "replicas"]] = .int(replicas)
+            return preview
+        }
         _ = try store.update(t.type, o)
         return try self.scale(t, name: name)
     }
