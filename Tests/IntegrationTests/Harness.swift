@@ -837,3 +837,14 @@ extension PorticoServer {
         return p
     }
 }
+
+// MARK: - The API listener
+
+extension PorticoServer {
+    /// The Kubernetes API port from the same `listening` line (`... api=IP:PORT ...`).
+    func apiPort() throws -> UInt16 {
+        let g = try process.waitForLine(matching: #"listening http=\S+ admin=\S+.* api=[0-9.]+:([0-9]+)"#)
+        guard let p = UInt16(g[1]) else { throw HarnessError("serve: bad api port in \(g[0])") }
+        return p
+    }
+}
