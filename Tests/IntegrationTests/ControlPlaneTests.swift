@@ -49,14 +49,22 @@ final class ControlPlaneTests: ControlPlaneTestCase {
             return XCTFail("no process for pod \(victim.name)")
         }
         let load = SteadyLoad(port: s.httpPort, host: n.host)
+        let killedAt = Date()
         kill(proc.pid, SIGKILL)
         var now = victim
+        var restartedAt: Date?
         let restarted = try waitUntil(timeout: 30, interval: 0.25) {
             guard let p = try k.pods("app=\(n.app)").first(where: { $0.name == victim.name }) else { return false }
             now = p
+            if restartedAt == nil, p.restartCount >= 1 { restartedAt = Date() }
             return p.restartCount >= 1 && p.ready
         }
         let result = load.stop()
+        // kubelet restarts a container the first time it exits without delay; the 10 s back-off
+        // (doubling to 5 min) applies from the second exit on (kuberuntime_manager doBackOff:
+        // IsInBackOffSince is false while the container has no back-off entry yet).
+        let delay = (restartedAt ?? Date()).timeIntervalSince(killedAt)
+        XCTAssertLessThan(delay, 5, "the first restart is immediate, as kubelet's; it took \(String(format: "%.1f", delay)) s")
         XCTAssertTrue(restarted, "the container restarts in its pod within 30 s; status now: \(now.containerStatuses)")
         XCTAssertEqual(now.uid, victim.uid, "the same pod (uid) restarted its container")
         XCTAssertEqual(now.restartCount, 1, "restartCount 1: \(now.containerStatuses)")
@@ -79,8 +87,12 @@ final class ControlPlaneTests: ControlPlaneTestCase {
         let (s, k) = try start([m])
         let before = try waitForReady(k, n.app, count: 3)
         let victim = before[1]
+        waitUntil(timeout: 10, interval: 0.1) { Set(spray(s, host: n.host, count: 6).pods).count == 3 }
+        let load = SteadyLoad(port: s.httpPort, host: n.host)
         try k.ok(["delete", "pod", victim.name, "--wait=true", "--timeout=30s"], timeout: 40)
         let after = try waitForReady(k, n.app, count: 3)
+        let during = load.stop()
+        XCTAssertEqual(during.failures, [], "no request failed while the pod was deleted (\(during.failures.count) of \(during.sent))")
         let newcomers = after.filter { p in !before.contains { $0.name == p.name } }
         XCTAssertEqual(newcomers.count, 1, "one new pod: before \(before.map { $0.name }), after \(after.map { $0.name })")
         XCTAssertFalse(after.contains { $0.name == victim.name }, "the deleted pod is gone")
@@ -121,10 +133,17 @@ final class ControlPlaneTests: ControlPlaneTestCase {
         let deploy = try k.json(["deployment", n.app])
         XCTAssertEqual((deploy["spec"] as? [String: Any])?["replicas"] as? Int, 5)
 
+        // Scaling down under load: a pod leaves the Endpoints before it is signalled, so no
+        // request fails.
+        let load = SteadyLoad(port: s.httpPort, host: n.host)
+        Thread.sleep(forTimeInterval: 0.3)
         try k.ok(["scale", "deployment/\(n.app)", "--replicas=1"])
         let one = try waitForReady(k, n.app, count: 1)
         XCTAssertTrue(waitUntil(timeout: 15, interval: 0.1) { PodProcesses.echoes(prefix: n.app + "-").count == 1 },
                       "1 pod process: \(PodProcesses.echoes(prefix: n.app + "-"))")
+        Thread.sleep(forTimeInterval: 0.5)
+        let during = load.stop()
+        XCTAssertEqual(during.failures, [], "no request failed while scaling 5 → 1 (\(during.failures.count) of \(during.sent))")
         let status = try waitStatus(k, "deployment/\(n.app)") { ($0["readyReplicas"] as? Int) == 1 && ($0["replicas"] as? Int) == 1 }
         XCTAssertEqual(status["availableReplicas"] as? Int, 1, "\(status)")
         let r = spray(s, host: n.host, count: 5)
@@ -181,7 +200,7 @@ final class ControlPlaneTests: ControlPlaneTestCase {
     func testStatefulSetOrderedReadyAndStableIdentity() throws {
         let n = names("db")
         let m = try fx.dir.write("sts.yaml", Manifest.join([CPManifest.service(n, headless: true), CPManifest.statefulSet(n)]))
-        let (_, k) = try start([m])
+        let (s, k) = try start([m])
         let pods = try waitForReady(k, n.app, count: 2)
         let byName = Dictionary(uniqueKeysWithValues: pods.map { ($0.name, $0) })
         guard let p0 = byName["\(n.app)-0"], let p1 = byName["\(n.app)-1"] else {
@@ -194,7 +213,15 @@ final class ControlPlaneTests: ControlPlaneTestCase {
         }
         XCTAssertLessThanOrEqual(created0, created1)
         XCTAssertGreaterThanOrEqual(created1, ready0, "pod-1 (created \(p1.creationTimestamp)) only after pod-0 was Ready (\(ready0))")
-        // The second-granular timestamps can tie; the Events order them exactly.
+        // The timestamps are whole seconds and can tie: the node agent's log orders them exactly.
+        let log = s.process.stderr
+        let ready0Line = log.range(of: "pod default/\(p0.name) container echo: readiness passed")
+        let start1Line = log.range(of: "pod default/\(p1.name) (")
+        XCTAssertNotNil(ready0Line, "pod-0's readiness in the log")
+        XCTAssertNotNil(start1Line, "pod-1's start in the log")
+        if let r0 = ready0Line, let s1 = start1Line {
+            XCTAssertLessThan(r0.lowerBound, s1.lowerBound, "pod-1 starts only after pod-0 passed its readiness probe")
+        }
         XCTAssertNotEqual(p0.ip, p1.ip)
 
         // The headless Service lists each pod and has no ClusterIP.
