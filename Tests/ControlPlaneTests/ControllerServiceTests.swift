@@ -70,6 +70,24 @@ final class ControllerServiceTests: XCTestCase {
         }
     }
 
+    func testDrainDelayKeepsTheSignalBackAfterEndpointsDropThePod() throws {
+        var options = ControllerOptions()
+        options.endpointDrainDelay = 0.6
+        let h = try ControllerHarness(options: options)
+        defer { h.finish() }
+        try h.apply(.services, #"{"metadata":{"name":"w"},"spec":{"selector":{"app":"w"},"ports":[{"port":80}]}}"#)
+        let mark = h.workDir + "/term"
+        try h.apply(.pods, #"{"metadata":{"name":"w1","labels":{"app":"w"}},"spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"main","command":["/bin/sh","-c","trap 'date +%s.%N > \#(mark); exit 0' TERM; while true; do sleep 0.1; done"]}]}}"#)
+        h.waitUntil("in Endpoints") { h.get(.endpoints, "w")?["subsets"]?.arrayValue?.first?["addresses"]?.arrayValue?.count == 1 }
+        try h.store.delete(.pods, namespace: "default", name: "w1")
+        h.waitUntil("out of Endpoints") { h.get(.endpoints, "w")?["subsets"] == nil }
+        let dropped = Date()
+        h.waitUntil("signalled") { ((try? String(contentsOfFile: mark, encoding: .utf8)) ?? "").hasSuffix("\n") }
+        let signalled = Date(timeIntervalSince1970: Double(try String(contentsOfFile: mark, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))!)
+        XCTAssertGreaterThan(signalled.timeIntervalSince(dropped), 0.4)
+        h.waitUntil("stopped") { h.runningPods.isEmpty }
+    }
+
     func testServiceAddressesAndEnvironment() throws {
         let h = try ControllerHarness()
         defer { h.finish() }
