@@ -40,6 +40,10 @@ public struct ControllerOptions {
 /// keys; each controller's `sync` compares desired with observed state in the store and takes
 /// the smallest step. Nothing is kept only in memory, so a new manager over the same store and
 /// agent converges where the last one stopped. Every method runs on `loop`'s thread.
+///
+/// `start()` takes the agent's `onStatusChange`, `beforeTerminate`, `onEvent` and
+/// `serviceEnvironment` hooks; `stop()` clears them. A stopped manager is not started again:
+/// make a new one.
 public final class ControllerManager {
     public let store: Store
     public let agent: NodeAgent
