@@ -90,6 +90,26 @@ final class ControllerServiceTests: XCTestCase {
         h.waitUntil("stopped") { h.runningPods.isEmpty }
     }
 
+    func testANamedTargetPortResolvesPerPod() throws {
+        let h = try ControllerHarness()
+        defer { h.finish() }
+        try h.apply(.services, #"{"metadata":{"name":"m"},"spec":{"selector":{"app":"m"},"ports":[{"name":"main","port":80,"targetPort":"web"}]}}"#)
+        for (name, port) in [("m1", 7001), ("m2", 7002)] {
+            try h.apply(.pods, #"{"metadata":{"name":"\#(name)","labels":{"app":"m"}},"spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"c","command":["sleep","60"],"ports":[{"name":"web","containerPort":\#(port)}]}]}}"#)
+        }
+        // A pod without the named port is left out.
+        try h.apply(.pods, #"{"metadata":{"name":"m3","labels":{"app":"m"}},"spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"c","command":["sleep","60"]}]}}"#)
+        h.waitUntil("two subsets") { h.get(.endpoints, "m")?["subsets"]?.arrayValue?.count == 2 && h.readyPods("app=m").count == 3 }
+        let subsets = h.get(.endpoints, "m")!["subsets"]!.arrayValue!
+        let ports = Set(subsets.compactMap { $0["ports"]?.arrayValue?.first?["port"]?.intValue })
+        XCTAssertEqual(ports, [7001, 7002])
+        XCTAssertTrue(subsets.allSatisfy { $0["ports"]?.arrayValue?.first?["name"]?.stringValue == "main" })
+        XCTAssertEqual(subsets.map { $0["addresses"]?.arrayValue?.count ?? 0 }, [1, 1])
+        h.waitUntil("two slices") {
+            try h.store.list(.endpointSlices, namespace: "default", labelSelector: "kubernetes.io/service-name=m").items.count == 2
+        }
+    }
+
     func testServiceAddressesAndEnvironment() throws {
         let h = try ControllerHarness()
         defer { h.finish() }
