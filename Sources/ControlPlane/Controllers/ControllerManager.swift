@@ -20,6 +20,9 @@ public struct ControllerOptions {
     public var resyncInterval: Double = 30
     /// Events older than this are deleted (at each resync).
     public var eventTTL: Double = 3600
+    /// Seconds between a deleted pod leaving its Endpoints and the agent signalling it, so
+    /// that proxies have swapped in routes without it (Kubernetes users add a preStop sleep).
+    public var endpointDrainDelay: Double = 0
     /// `spec.nodeName` given to every pod.
     public var nodeName = "portico"
     /// Where ClusterIPs come from (a /16; the first two octets).
@@ -37,6 +40,10 @@ public struct ControllerOptions {
 /// keys; each controller's `sync` compares desired with observed state in the store and takes
 /// the smallest step. Nothing is kept only in memory, so a new manager over the same store and
 /// agent converges where the last one stopped. Every method runs on `loop`'s thread.
+///
+/// `start()` takes the agent's `onStatusChange`, `beforeTerminate`, `onEvent` and
+/// `serviceEnvironment` hooks; `stop()` clears them. A stopped manager is not started again:
+/// make a new one.
 public final class ControllerManager {
     public let store: Store
     public let agent: NodeAgent

@@ -67,7 +67,8 @@ final class DeploymentController: Controller {
         }
 
         func createNew(_ n: Int) throws -> Int {
-            let hash = Obj.templateHash(template)
+            let collisions = Obj.int(d[path: ["status", "collisionCount"]], default: 0)
+            let hash = Obj.templateHash(template, collisionCount: collisions)
             var t = template
             t[path: ["metadata", "labels", Obj.templateHashLabel]] = .string(hash)
             var sel = d[path: ["spec", "selector"]] ?? .object([:])
@@ -84,7 +85,16 @@ final class DeploymentController: Controller {
                 "spec": .object(["replicas": .int(n), "selector": sel, "template": t,
                                  "minReadySeconds": .int(minReady)]),
             ])
-            let created = try store.create(.replicaSets, rs)
+            let created: JSONValue
+            do {
+                created = try store.create(.replicaSets, rs)
+            } catch let e as StoreError where e.reason == .alreadyExists {
+                // Another template hashed to the same name: count the collision and try another hash.
+                var o = try store.get(.deployments, namespace: namespace, name: name)
+                o[path: ["status", "collisionCount"]] = .int(collisions + 1)
+                try store.updateStatus(.deployments, o)
+                throw e
+            }
             sets.append(try load(created))
             progressed = true
             m.event(d, "Normal", "ScalingReplicaSet", "Scaled up replica set \(created.name) from 0 to \(n)", component: Self.component)

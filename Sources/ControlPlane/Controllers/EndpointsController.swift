@@ -51,6 +51,7 @@ final class EndpointsController: Controller {
         for pod in try store.list(.pods, namespace: namespace).items where selector.matches(pod.labels) {
             guard let ip = pod[path: ["status", "podIP"]]?.stringValue, !ip.isEmpty, !Obj.isTerminal(pod) else { continue }
             if let rt = m.agent.pods[pod.uid], rt.terminating { continue }
+            if m.pods.draining.contains(pod.uid) { continue }
             var ports: [JSONValue] = []
             var missing = false
             for sp in svcPorts {

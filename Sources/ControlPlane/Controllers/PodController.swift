@@ -69,8 +69,26 @@ final class PodController: Controller {
         return .done
     }
 
+    /// Pods out of their Endpoints, waiting `endpointDrainDelay` before the agent signals them.
+    private(set) var draining = Set<String>()
+
     private func stop(_ id: PodIdentity) {
         guard stopping.insert(id.uid).inserted else { return }
+        let delay = m.options.endpointDrainDelay
+        if delay > 0 {
+            draining.insert(id.uid)
+            m.endpoints.podTerminating(id)
+            m.timers.after(delay) { [weak self] in
+                guard let self else { return }
+                self.draining.remove(id.uid)
+                self.signal(id)
+            }
+        } else {
+            signal(id)
+        }
+    }
+
+    private func signal(_ id: PodIdentity) {
         agent.stop(podUID: id.uid) { [weak self] in
             guard let self else { return }
             self.stopping.remove(id.uid)
@@ -87,7 +105,9 @@ final class PodController: Controller {
 
     /// True while the agent is terminating (or has not yet let go of) a pod of this name.
     func isTerminating(namespace: String, name: String) -> Bool {
-        agent.runningPods.contains { $0.namespace == namespace && $0.name == name && agent.pods[$0.uid]?.terminating == true }
+        agent.runningPods.contains {
+            $0.namespace == namespace && $0.name == name && (agent.pods[$0.uid]?.terminating == true || draining.contains($0.uid))
+        }
     }
 
     private func statusChanged(_ id: PodIdentity, _ status: PodStatus) {
