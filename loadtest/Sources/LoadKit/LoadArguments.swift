@@ -27,6 +27,9 @@ public struct LoadArguments {
         let base = try url.map { try LoadURL(parsing: $0) }
         var specs: [RequestSpec]
         if let path = scenario {
+            guard bodyFile == nil, method.uppercased() == "GET" else {
+                throw UsageError("-m and --body do not apply with --scenario: set method and body per request in the scenario")
+            }
             specs = try Scenario.load(path: path, baseURL: base)
             if !headers.isEmpty {
                 let extra = try headers.map { try Parse.header($0) }

@@ -173,7 +173,8 @@ final class LoadConnection {
         guard let s = socket else { return }
         while written < request.count {
             let rest = UnsafeRawBufferPointer(rebasing: request[written...])
-            let r = tls == nil ? Socket.write(s.fd, rest) : tls!.write(rest)
+            let r: IOResult
+            if let t = tls { r = t.write(rest) } else { r = Socket.write(s.fd, rest) }
             switch r {
             case .bytes(let n):
                 written &+= n
@@ -197,8 +198,7 @@ final class LoadConnection {
         while true {
             if inBuf.writableCount < 4096 { inBuf.reserve(4096) }
             let space = inBuf.writableCount
-            let r = tls == nil ? Socket.read(s.fd, into: inBuf, minSpace: 4096) : tls!.read(into: inBuf, minSpace: 4096)
-            switch r {
+            switch receive(s.fd) {
             case .bytes(let n):
                 worker.add(Counter.bytesRead, UInt64(n))
                 // Edge-triggered: a short read drained the socket, so new bytes bring a new event
@@ -218,6 +218,12 @@ final class LoadConnection {
                 return
             }
         }
+    }
+
+    @inline(__always)
+    func receive(_ fd: Int32) -> IOResult {
+        if let t = tls { return t.read(into: inBuf, minSpace: 4096) }
+        return Socket.read(fd, into: inBuf, minSpace: 4096)
     }
 
     /// Parses what has arrived; true when this response ended (complete or failed).
@@ -312,8 +318,7 @@ final class LoadConnection {
     /// timeout); reconnect when the next request is due.
     func checkIdle() {
         guard let s = socket else { return }
-        let r = tls == nil ? Socket.read(s.fd, into: inBuf, minSpace: 4096) : tls!.read(into: inBuf, minSpace: 4096)
-        if r == .wouldBlock { canRead = false; return }
+        if receive(s.fd) == .wouldBlock { canRead = false; return }
         closeSocket()
     }
 
