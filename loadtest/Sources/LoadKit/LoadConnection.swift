@@ -80,7 +80,7 @@ final class LoadConnection {
             }
             return
         }
-        let t = worker.templates[worker.picker.next()]
+        let t = worker.entries[worker.picker.next()]
         request = t.bytes
         requestMethod = t.method
         written = 0

@@ -1,4 +1,5 @@
 import CSystem
+import HTTP1
 import Histogram
 import Reactor
 #if canImport(Glibc)
@@ -29,6 +30,12 @@ public enum ErrorKind: Int, CaseIterable, Sendable {
     }
 }
 
+/// A prebuilt request as the hot path sees it: plain values, no reference to retain.
+struct RequestEntry {
+    let bytes: UnsafeRawBufferPointer
+    let method: HTTPMethod
+}
+
 /// Slots of a worker's counter block: written by the worker thread only, read by the main thread
 /// for the progress line with relaxed loads (no lock, no atomic read-modify-write).
 enum Counter {
@@ -46,7 +53,9 @@ enum Counter {
 final class Worker {
     let loop = EventLoop()
     let address: SocketAddress
+    /// Keeps the request bytes alive; connections use `entries` (no reference counting per request).
     let templates: [RequestTemplate]
+    let entries: ContiguousArray<RequestEntry>
     var picker: WeightedPicker
     /// Latencies in ns.
     var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: Worker.highestLatency,
@@ -75,6 +84,7 @@ final class Worker {
          start: UInt64, seed: UInt64, tls: TLSClient?) {
         address = config.address
         self.templates = templates
+        entries = ContiguousArray(templates.map { RequestEntry(bytes: $0.bytes, method: $0.method) })
         picker = WeightedPicker(weights: templates.map { $0.weight }, seed: seed)
         self.quota = quota
         newConnectionPerRequest = config.newConnectionPerRequest
