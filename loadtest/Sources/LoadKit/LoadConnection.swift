@@ -35,6 +35,8 @@ final class LoadConnection {
     var state: State = .idle
     var canRead = false
     var canWrite = false
+    /// The peer's FIN (or an error) was signalled: read until EOF, whatever the read sizes.
+    var peerClosed = false
 
     let inBuf = Buffer(capacity: 16384)
     var parser = ResponseParser()
@@ -126,6 +128,7 @@ final class LoadConnection {
 
     func socketEvent(_ events: UInt32) {
         if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { canRead = true }
+        if events & (EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { peerClosed = true }
         if events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { canWrite = true }
         switch state {
         case .connecting:
@@ -202,8 +205,9 @@ final class LoadConnection {
             case .bytes(let n):
                 worker.add(Counter.bytesRead, UInt64(n))
                 // Edge-triggered: a short read drained the socket, so new bytes bring a new event
-                // (saves the read that would only say EAGAIN). OpenSSL may hold more: read on.
-                if n < space && tls == nil { canRead = false }
+                // (saves the read that would only say EAGAIN). Not so for a FIN that came with
+                // the same event (it brings no new one), nor for bytes OpenSSL holds: read on.
+                if n < space && tls == nil && !peerClosed { canRead = false }
                 if process() { return }
                 if !canRead { return }
             case .wouldBlock:
@@ -336,6 +340,7 @@ final class LoadConnection {
         tls = nil
         canRead = false
         canWrite = false
+        peerClosed = false
         inBuf.clear()
     }
 
