@@ -14,8 +14,8 @@ struct PorticoLoad: ParsableCommand {
 
         Examples:
           portico-load -t1 -c64 -d5s http://127.0.0.1:8080/
-          portico-load -c50 -R2000 -d30s --hist-out lat.txt --svg lat.svg http://127.0.0.1:8080/
-          portico-load --scenario loadtest/scenarios/mixed.yaml -d10s --connect-to 127.0.0.1:8090
+          portico-load -c50 -R2000 -d30s --svg lat.svg http://127.0.0.1:8080/
+          portico-load --scenario mixed.yaml --connect-to 127.0.0.1:8090 -d10s
 
         Exit status:
           0  the run completed with errors at or below --max-errors percent of attempts
