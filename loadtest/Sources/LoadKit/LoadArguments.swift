@@ -14,6 +14,7 @@ public struct LoadArguments {
     public var method = "GET"
     public var bodyFile: String?
     public var newConnection = false
+    public var idle = false
     public var timeout = "5s"
     public var connectTo: String?
     public var insecure = false
@@ -75,6 +76,7 @@ public struct LoadArguments {
         }
         config.timeoutNanos = try Parse.duration(timeout)
         config.newConnectionPerRequest = newConnection
+        config.holdIdle = idle
         if target.isTLS {
             if let ca = cacert, !FileManager.default.isReadableFile(atPath: ca) {
                 throw UsageError("cannot read --cacert '\(ca)'")

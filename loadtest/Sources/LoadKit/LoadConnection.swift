@@ -51,6 +51,8 @@ final class LoadConnection {
     /// Latency origin of the request in flight: its intended send time in an open loop (so a
     /// stall counts against every request it delays), the actual start otherwise.
     var startNanos: UInt64 = 0
+    /// Idle mode: this connection has had its response.
+    var answered = false
     /// Open loop: when the next request is due.
     var nextIntended: UInt64 = 0
 
@@ -67,6 +69,10 @@ final class LoadConnection {
     /// Starts the next request now, or waits for its scheduled time, or ends this connection when
     /// the run's quota is used up.
     func startNext() {
+        if worker.holdIdle && answered {
+            state = .idle  // idle mode: one answered request, then hold the connection
+            return
+        }
         if worker.interval > 0 && !worker.stopping {
             if nextIntended > portico_now_ns() {
                 state = .waiting
@@ -290,6 +296,7 @@ final class LoadConnection {
         let latency = portico_now_ns() &- startNanos
         worker.record(latency: latency)
         worker.count(status: head.status)
+        answered = true
         let keep = head.keepAlive && !head.upgrade && phase != .untilClose && inBuf.isEmpty
             && !worker.newConnectionPerRequest
         resetResponse()

@@ -44,6 +44,7 @@ enum Counter {
     static let errors = 2
     static let p99 = 3
     static let connections = 4
+    static let openAtEnd = 5
     static let errorBase = 8  // + ErrorKind.rawValue
     static let count = 16
 }
@@ -77,6 +78,7 @@ final class Worker {
     /// Open loop: ns between two requests of one connection; 0 in a closed loop.
     let interval: UInt64
     let newConnectionPerRequest: Bool
+    let holdIdle: Bool
     let tls: TLSClient?
 
     /// `firstIndex`: the global index of this worker's first connection (staggers open-loop starts).
@@ -88,6 +90,7 @@ final class Worker {
         picker = WeightedPicker(weights: templates.map { $0.weight }, seed: seed)
         self.quota = quota
         newConnectionPerRequest = config.newConnectionPerRequest
+        holdIdle = config.holdIdle
         self.tls = tls
         counters.initialize(repeating: 0, count: Counter.count)
         statuses.initialize(repeating: 0, count: 600)
@@ -127,6 +130,9 @@ final class Worker {
         guard !stopping else { return }
         stopping = true
         finishNanos = portico_now_ns()
+        var open: UInt64 = 0
+        for s in slots where s.socket != nil && (s.state == .idle || s.state == .reading || s.state == .writing) { open += 1 }
+        portico_counter_set(counters + Counter.openAtEnd, open)
         for s in slots { s.shutdown() }
         loop.stop()
     }

@@ -54,6 +54,9 @@ struct PorticoLoad: ParsableCommand {
     @Flag(help: "Open a new connection for every request (sends Connection: close).")
     var newConnection = false
 
+    @Flag(help: "Idle mode: each connection sends one request, then stays open and silent until -d ends (a server's memory per idle connection).")
+    var idle = false
+
     @Option(help: "A request with no complete response after this long counts as a timeout.")
     var timeout = "5s"
 
@@ -93,6 +96,7 @@ struct PorticoLoad: ParsableCommand {
         a.method = method
         a.bodyFile = body
         a.newConnection = newConnection
+        a.idle = idle
         a.timeout = timeout
         a.connectTo = connectTo
         a.insecure = insecure

@@ -65,3 +65,31 @@ final class FramingTests: XCTestCase {
         XCTAssertEqual(r.errors, [.malformed: 6])
     }
 }
+
+/// Idle mode: one request per connection, then the connections stay open and silent.
+final class IdleModeTests: XCTestCase {
+    func testIdleModeHoldsEveryConnectionAfterOneRequest() throws {
+        let server = try TestServer()
+        defer { server.stop() }
+        var a = LoadArguments()
+        a.url = server.url + "/idle"
+        a.connections = 20
+        a.threads = 2
+        a.duration = "400ms"
+        a.idle = true
+        let r = try LoadRunner.run(try a.makeConfig())
+        XCTAssertEqual(r.responses, 20)
+        XCTAssertEqual(server.count("/idle"), 20)
+        XCTAssertEqual(r.idleOpenAtEnd, 20)
+        XCTAssertEqual(r.connectionsOpened, 20)
+        XCTAssertTrue(r.text(title: "t").contains("Idle connections held open at the end: 20 of 20"))
+    }
+
+    func testIdleModeNeedsADuration() {
+        var a = LoadArguments()
+        a.url = "http://127.0.0.1:9/"
+        a.idle = true
+        a.requests = 5
+        XCTAssertThrowsError(try a.makeConfig()) { XCTAssertTrue("\($0)".contains("--idle")) }
+    }
+}
