@@ -14,8 +14,8 @@
 #      TLS=1 adds https rows, keep-alive and a handshake per request (Portico's when its `serve`
 #      has --https), BODIES=1 adds 1 KiB and 64 KiB response rows, KEEP=1 keeps the raw outputs.
 # Bounded: 4 targets x 2 tools x ROUNDS x T (about 2 min with the defaults), plus start-up.
-# Not yet here (see issue 4): 10 000 idle connections (RSS per connection); 1 vs 2 workers is
-# two runs (WORKERS=1, WORKERS=2).
+#      IDLE=10000 adds the idle row: each proxy's RSS growth per held keep-alive connection
+#      (portico-load --idle, held IDLE_SECONDS, default 6). 1 vs 2 workers is two runs.
 set -u
 cd "$(dirname "$0")/.."
 T=${T:-5s}; C=${C:-64}; ROUNDS=${ROUNDS:-3}; WORKERS=${WORKERS:-1}; TOOLS=${TOOLS:-"wrk portico-load"}
@@ -52,9 +52,16 @@ http { access_log off;
   server { listen 127.0.0.1:9002 reuseport backlog=4096; keepalive_requests 100000; root $D/www;
            location = / { return 200 "hello from backend\n"; } location / { } } }
 C
+# Room for IDLE held client connections (plus upstream ones) in every proxy.
+WC=4096; [ -n "${IDLE:-}" ] && WC=$((IDLE + 2048))
+# Descriptors: as many as the hard limit allows (HAProxy wants about 2 per maxconn).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
+FDS=$(ulimit -n); [ "$FDS" = unlimited ] && FDS=1048576
+NOFILE=$((WC * 2 < FDS ? WC * 2 : FDS))
+HAMAXCONN=$(( WC < (FDS - 200) / 2 ? WC : (FDS - 200) / 2 ))
 cat > "$D/proxy.conf" <<C
-worker_processes $WORKERS; pid $D/nginx.pid; daemon on; error_log /dev/null;
-events { worker_connections 4096; }
+worker_processes $WORKERS; worker_rlimit_nofile $NOFILE; pid $D/nginx.pid; daemon on; error_log /dev/null;
+events { worker_connections $WC; }
 http { access_log off;
   upstream be { server 127.0.0.1:9001; server 127.0.0.1:9002; keepalive 64; }
   server { listen 127.0.0.1:9080 backlog=4096; listen 127.0.0.1:9443 ssl backlog=4096; server_name bench.local;
@@ -65,6 +72,7 @@ C
 cat > "$D/haproxy.cfg" <<C
 global
   nbthread $WORKERS
+  maxconn $HAMAXCONN
   pidfile $D/haproxy.pid
   daemon
 defaults
@@ -180,3 +188,27 @@ for tool in $TOOLS; do
       "$(ratio "$pr" "$nr")" "$(ratio "$pr" "$hr")" "$(ratio "$pp" "$np")" "$(ratio "$pp" "$hp")"
   done
 done
+
+# Idle keep-alive connections: RSS growth of each proxy (all its processes) per held connection.
+if [ -n "${IDLE:-}" ]; then
+  echo
+  echo "# $IDLE idle keep-alive connections held for ${IDLE_SECONDS:-6}s (portico-load --idle)"
+  rss() { local t=0 v; for p in "$@"; do v=$(awk '/^VmRSS/{print $2}' "/proc/$p/status" 2>/dev/null); t=$((t + ${v:-0})); done; echo "$t"; }
+  printf '%-8s %8s %12s %12s %16s\n' proxy held "RSS before" "RSS held" "KiB/connection"
+  for name in nginx haproxy portico; do
+    case $name in
+      nginx) pids=$(pgrep -P "$(cat "$D/nginx.pid")"); url=http://127.0.0.1:9080/ ;;
+      haproxy) pids=$(cat "$D/haproxy.pid"); url=http://127.0.0.1:9081/ ;;
+      portico) pids=$PPID_PORTICO; url=http://127.0.0.1:8090/ ;;
+    esac
+    before=$(rss $pids)
+    "$LOAD" --idle -c "$IDLE" -d "${IDLE_SECONDS:-6}s" --timeout 10s --json "$url" >"$D/idle.$name.out" 2>&1 &
+    lp=$!
+    sleep $(( ${IDLE_SECONDS:-6} - 1 ))
+    held_rss=$(rss $pids)
+    wait $lp
+    held=$(awk -F': ' '/"idle_connections_open"/{gsub(/[ ,]/, "", $2); print $2}' "$D/idle.$name.out")
+    awk -v n="$name" -v b="$before" -v d="$held_rss" -v h="${held:-0}" 'BEGIN{
+      printf "%-8s %8d %9d KiB %9d KiB %16s\n", n, h, b, d, (h > 0 ? sprintf("%.1f", (d - b) / h) : "n/a") }'
+  done
+fi
