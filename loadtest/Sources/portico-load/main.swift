@@ -21,7 +21,8 @@ struct PorticoLoad: ParsableCommand {
           0  the run completed with errors at or below --max-errors percent of attempts
           1  the run completed but errors exceeded --max-errors (or no response at all)
           2  usage error: bad flag, URL, header, scenario or file
-          3  the target was unreachable before the run started
+          3  the target was unreachable before the run: its name does not resolve,
+             or a test connect failed
         """)
 
     @Argument(help: "Target URL, http://HOST[:PORT]/PATH (with --scenario: the base for entries that give only a path).")
@@ -144,6 +145,8 @@ do {
     config = try args.makeConfig()
 } catch let e as UsageError {
     fail(e.message, 2)
+} catch let e as UnreachableError {
+    fail(e.message, 3)
 } catch {
     fail("\(error)", 2)
 }

@@ -64,6 +64,12 @@ final class ParsingTests: XCTestCase {
         check("do not apply with --scenario") { $0.scenario = "/nonexistent/s.yaml"; $0.method = "POST" }
     }
 
+    func testUnresolvableHostIsUnreachable() {
+        var a = LoadArguments()
+        a.url = "http://no-such-host.invalid/"
+        XCTAssertThrowsError(try a.makeConfig()) { XCTAssertTrue($0 is UnreachableError, "\($0)") }
+    }
+
     func testDefaultsAndConnectTo() throws {
         var a = LoadArguments()
         a.url = "http://www.example.test:8080/p"
