@@ -3,11 +3,9 @@
 #ifndef PORTICO_COPENSSL_SHIM_H
 #define PORTICO_COPENSSL_SHIM_H
 
-// The same feature macros as CSystem, so that the libc types both modules see (fd_set,
-// rusage …) have one definition; otherwise a target importing both does not compile.
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
+// No feature macros (_GNU_SOURCE …) here, as in CSystem: the libc types every module sees
+// (fd_set, rusage …) must be parsed with Glibc's defaults, or clang finds two definitions and
+// a target importing two of these modules fails to build, depending on build order.
 
 #include <openssl/ssl.h>
 #include <openssl/err.h>
@@ -19,6 +17,7 @@
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
 #include <string.h>
+#include <malloc.h>
 
 // MARK: SSL_CTX settings (macros over SSL_CTX_ctrl)
 
@@ -146,6 +145,16 @@ static inline EVP_PKEY *portico_read_private_key(BIO *bio) {
 /// The subject's common name into `out` (NUL-terminated); the length, or -1.
 static inline int portico_subject_cn(X509 *x, char *out, int size) {
     return X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, out, size);
+}
+
+
+// MARK: Measuring
+
+/// Bytes of heap in use (glibc mallinfo2), for tests that check the memory of idle
+/// connections (Swift's Glibc module does not export <malloc.h>).
+static inline size_t portico_heap_in_use(void) {
+    struct mallinfo2 m = mallinfo2();
+    return m.uordblks;
 }
 
 #endif

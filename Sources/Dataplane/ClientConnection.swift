@@ -1,6 +1,7 @@
 import CSystem
 import HTTP1
 import Reactor
+import TLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,7 +22,7 @@ import Glibc
 /// bytes straight from one socket's read buffer to the other socket (writev with the generated
 /// head), so a body is never copied and a slow reader stops reading on the other side.
 final class ClientConnection: Channel {
-    enum State { case idle, readingHead, proxying, responding, lingering, tunnel }
+    enum State { case handshaking, idle, readingHead, proxying, responding, lingering, tunnel }
 
     unowned(unsafe) let worker: Worker
     let peer: SocketAddress?
@@ -34,6 +35,9 @@ final class ClientConnection: Channel {
     var inBuf: Buffer?
     /// Bytes the proxy generated for the client (response heads, its own responses).
     let out = Buffer(capacity: 512)
+    /// The TLS session of an https connection (nil for plain HTTP).
+    private var tls: TLSSession?
+    private let isTLS: Bool
     private var parser: RequestParser
     private var head = RequestHead()
     private let peerIP: [UInt8]
@@ -48,6 +52,8 @@ final class ClientConnection: Channel {
     private var tries = 0
     private var affinityKey: UInt64? = nil
     private var setAffinityCookie = false
+    /// Strict-Transport-Security for this response (https hosts with the annotation).
+    private var hsts: (maxAge: Int, includeSubdomains: Bool)? = nil
     private var retainedHead = 0
     private var reqChunked: ChunkedDecoder
     private var reqRemaining: UInt64 = 0
@@ -80,9 +86,11 @@ final class ClientConnection: Channel {
     private var logFields = Buffer(capacity: 256)
     private var logMethod = 0..<0, logHost = 0..<0, logTarget = 0..<0, logRequestID = 0..<0
 
-    init(fd: Int32, peer: SocketAddress?, worker: Worker) {
+    init(fd: Int32, peer: SocketAddress?, worker: Worker, tls: TLSServerContext? = nil) {
         self.worker = worker
         self.peer = peer
+        self.isTLS = tls != nil
+        self.tls = tls.map { TLSSession(server: $0, fd: fd) }
         self.parser = RequestParser(limits: worker.config.limits)
         self.reqChunked = ChunkedDecoder(maxExtension: worker.config.limits.maxChunkExtension)
         self.respChunked = ChunkedDecoder(maxExtension: worker.config.limits.maxChunkExtension)
@@ -99,7 +107,59 @@ final class ClientConnection: Channel {
     var isIdle: Bool { state == .idle && (inBuf?.isEmpty ?? true) }
 
     func start() {
-        worker.keepaliveTimer.arm(self)
+        if tls != nil {
+            // The handshake has the header timeout: a client that stalls in it is dropped.
+            state = .handshaking
+            worker.headerTimer.arm(self)
+        } else {
+            worker.keepaliveTimer.arm(self)
+        }
+    }
+
+    // MARK: transport (plain or TLS; one branch, no existential)
+
+    @inline(__always) private func clientRead(_ buf: Buffer, minSpace: Int) -> IOResult {
+        if let t = tls { return t.read(into: buf, minSpace: minSpace) }
+        return Socket.read(fd, into: buf, minSpace: minSpace)
+    }
+
+    @inline(__always) private func clientWrite(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
+        if let t = tls { return t.write(a, b) }
+        return Socket.write(fd, a, b)
+    }
+
+    @inline(__always) private func clientWrite(_ a: UnsafeRawBufferPointer) -> IOResult {
+        if let t = tls { return t.write(a) }
+        return Socket.write(fd, a)
+    }
+
+    /// A read that filled less than the space offered drained a plain socket; with TLS,
+    /// OpenSSL may still hold decrypted bytes, so only `.wouldBlock` ends reading.
+    @inline(__always) private func drainedAfterShortRead(_ n: Int, _ space: Int) -> Bool {
+        tls == nil && n < space
+    }
+
+    private func continueHandshake() -> Bool {
+        guard let t = tls else { state = .idle; return true }
+        switch t.handshake() {
+        case .done:
+            state = .idle
+            worker.keepaliveTimer.arm(self)
+            return true
+        case .wantRead, .wantWrite:
+            return false
+        case .plainHTTP:
+            // As nginx: answer in plain text on the TLS port, then close.
+            tls = nil
+            state = .readingHead
+            worker.log.info("\(peerText): plain HTTP request on the TLS port")
+            respondError(400, "The plain HTTP request was sent to HTTPS port", close: true)
+            return true
+        case .failed(let reason):
+            worker.log.info("\(peerText): TLS handshake failed: \(reason)")
+            close()
+            return false
+        }
     }
 
     // MARK: events
@@ -108,6 +168,11 @@ final class ClientConnection: Channel {
         if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { canRead = true }
         if events & EPOLLRDHUP.rawValue != 0 { peerClosed = true }
         if events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { canWrite = true }
+        if tls != nil {
+            // OpenSSL may need to write to read, or read to write (handshake, key updates).
+            canRead = true
+            canWrite = true
+        }
         drive()
     }
 
@@ -116,6 +181,8 @@ final class ClientConnection: Channel {
     func drive() {
         while !isClosed {
             switch state {
+            case .handshaking:
+                if !continueHandshake() { return }
             case .idle, .readingHead:
                 if !readHead() { return }
             case .proxying:
@@ -142,7 +209,8 @@ final class ClientConnection: Channel {
 
     override func handleTimeout() {
         switch state {
-        case .idle, .lingering, .tunnel:
+        case .idle, .lingering, .tunnel, .handshaking:
+            if state == .handshaking { worker.log.info("\(peerText): TLS handshake timed out") }
             close()
         case .readingHead:
             respondError(408, "request header timeout", close: true)
@@ -191,9 +259,9 @@ final class ClientConnection: Channel {
             if inBuf == nil { inBuf = worker.pool.take() }
             let buf = inBuf!
             let space = max(buf.writableCount, 4096)
-            switch Socket.read(fd, into: buf, minSpace: 4096) {
+            switch clientRead(buf, minSpace: 4096) {
             case .bytes(let n):
-                if n < space { canRead = false }
+                if drainedAfterShortRead(n, space) { canRead = false }
             case .wouldBlock:
                 canRead = false
                 if state == .idle { releaseInBuffer() }
@@ -250,6 +318,15 @@ final class ClientConnection: Channel {
 
         // Route.
         let hostBytes = head.host.map { UnsafeRawBufferPointer(rebasing: bytes[$0]) } ?? UnsafeRawBufferPointer(start: nil, count: 0)
+        hsts = nil
+        if worker.httpsPort != 0, let h = head.host {
+            let policy = worker.table.tlsPolicy(host: hostBytes)
+            if !isTLS && policy.redirectToHTTPS {
+                redirectToHTTPS(bytes, host: h)
+                return
+            }
+            if isTLS, let age = policy.hstsMaxAge { hsts = (age, policy.hstsIncludeSubdomains) }
+        }
         let pathBytes = UnsafeRawBufferPointer(rebasing: bytes[head.path])
         match = worker.table.route(host: hostBytes, path: pathBytes)
         guard match.isFound else {
@@ -258,6 +335,10 @@ final class ClientConnection: Channel {
         }
         let state = worker.backendState(match.backend)
         backendState = state
+        if let e = state.tlsClientError {
+            respondError(502, "cannot speak TLS to \(state.backend.label): \(e)", close: !reqBodyDone)
+            return
+        }
         guard !state.backend.endpoints.isEmpty else {
             respondError(503, "no endpoints available for service \(state.backend.namespace)/\(state.backend.service)", close: !reqBodyDone)
             return
@@ -391,8 +472,14 @@ final class ClientConnection: Channel {
         let wasReused = up.reused
         upstream = nil
         if up.fd >= 0 { up.closeIdle() }
-        let retryable = !responseStarted && retainedHead > 0 && method.isIdempotent
-            && { if case .timeout = reason { return false }; return true }()
+        // Retry only what cannot have been processed twice: an idempotent, bodiless request
+        // whose try failed to connect or was cut off before any response byte.
+        var safeReason = true
+        switch reason {
+        case .timeout, .invalidResponse: safeReason = false
+        default: break
+        }
+        let retryable = !responseStarted && retainedHead > 0 && method.isIdempotent && safeReason
         if retryable && (tries < worker.config.tries || (wasReused && tries <= worker.config.tries)) {
             worker.log.info("upstream \(endpoint.name) (\(state.backend.label)): \(reason.text); retrying \(methodText) \(targetText)")
             attempt()
@@ -481,10 +568,10 @@ final class ClientConnection: Channel {
             }
         }
         o.append(peerIP)
-        o.append("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ")
+        o.append(isTLS ? "\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: " : "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ")
         if let h = head.host { o.append(bytes, h) }
         o.append("\r\nX-Forwarded-Port: ")
-        o.append(worker.listenPortText)
+        o.append(isTLS ? worker.httpsPortText : worker.listenPortText)
         o.append("\r\nX-Real-IP: ")
         o.append(peerIP)
         o.append("\r\n")
@@ -543,7 +630,7 @@ final class ClientConnection: Channel {
                 guard up.canWrite else { return }
                 let a = up.out.readable
                 let b = UnsafeRawBufferPointer(start: buf.readable.baseAddress, count: reqForwardable)
-                switch Socket.write(up.fd, a, b) {
+                switch up.write(a, b) {
                 case .bytes(let n):
                     let fromA = min(n, a.count)
                     up.out.consume(fromA)
@@ -570,10 +657,10 @@ final class ClientConnection: Channel {
                 return
             }
             let space = max(buf.writableCount, 16384)
-            switch Socket.read(fd, into: buf, minSpace: 16384) {
+            switch clientRead(buf, minSpace: 16384) {
             case .bytes(let n):
                 bytesIn &+= UInt64(n)
-                if n < space { canRead = false }
+                if drainedAfterShortRead(n, space) { canRead = false }
                 if hasTimer { cancelTimer() }
                 accountRequestBody()
                 if state != .proxying || upstream == nil { return }
@@ -601,7 +688,7 @@ final class ClientConnection: Channel {
                 guard canWrite else { worker.sendTimer.arm(self); return }
                 let a = out.readable
                 let b = UnsafeRawBufferPointer(start: up.inBuf.readable.baseAddress, count: respForwardable)
-                switch Socket.write(fd, a, b) {
+                switch clientWrite(a, b) {
                 case .bytes(let n):
                     bytesOut &+= UInt64(n)
                     let fromA = min(n, a.count)
@@ -609,7 +696,7 @@ final class ClientConnection: Channel {
                     let fromB = n - fromA
                     if fromB > 0 { up.inBuf.consume(fromB); respForwardable -= fromB }
                     if n < a.count + b.count { canWrite = false; worker.sendTimer.arm(self); return }
-                    if hasTimer && timerQueue === worker.sendTimer { cancelTimer() }
+                    if isTimer(on: worker.sendTimer) { cancelTimer() }
                 case .wouldBlock:
                     canWrite = false
                     worker.sendTimer.arm(self)
@@ -627,9 +714,9 @@ final class ClientConnection: Channel {
             }
             guard up.canRead else { return }
             let space = max(up.inBuf.writableCount, 16384)
-            switch Socket.read(up.fd, into: up.inBuf, minSpace: 16384) {
+            switch up.read(minSpace: 16384) {
             case .bytes(let n):
-                if n < space { up.canRead = false }
+                if n < space && up.tls == nil { up.canRead = false }
                 worker.upstreamTimer.arm(up)
                 if !respHeadDone {
                     if !parseResponseHead(up) { return }
@@ -767,6 +854,12 @@ final class ClientConnection: Channel {
                     out.append("Connection: keep-alive\r\n")
                 }
             }
+            if let h = hsts {
+                out.append("Strict-Transport-Security: max-age=")
+                out.appendDecimal(UInt64(h.maxAge))
+                if h.includeSubdomains { out.append("; includeSubDomains") }
+                out.append("\r\n")
+            }
             if setAffinityCookie, case .cookie(let name, let maxAge) = backendState!.backend.affinity, let key = affinityKey {
                 out.append("Set-Cookie: ")
                 out.append(string: name)
@@ -866,6 +959,31 @@ let ms = portico_wall_millis()
 
     /// Queues a response the proxy writes itself (Date, Server, Content-Length, a short reason).
     func respondError(_ code: Int, _ reason: String, close: Bool) {
+        respond(code, reason, close: close, extraHeaders: nil)
+    }
+
+    /// `308` to the same URL on https (ingress controllers' default for a host with TLS).
+    private func redirectToHTTPS(_ bytes: UnsafeRawBufferPointer, host: Range<Int>) {
+        var lines: [UInt8] = Array("Location: https://".utf8)
+        // The host without its port (an IPv6 literal keeps its brackets).
+        var end = host.upperBound
+        if let colon = host.reversed().first(where: { bytes[$0] == 0x3A }),
+           bytes[host.lowerBound] != 0x5B || (colon > host.lowerBound && bytes[colon - 1] == 0x5D) {
+            end = colon
+        }
+        lines.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[host.lowerBound..<end]))
+        if worker.httpsPort != 443 { lines.append(0x3A); lines.append(contentsOf: worker.httpsPortText) }
+        if head.target.lowerBound == head.path.lowerBound {
+            lines.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[head.target]))
+        } else {
+            if head.path.isEmpty { lines.append(0x2F) } else { lines.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[head.path])) }
+            if !head.query.isEmpty { lines.append(0x3F); lines.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[head.query])) }
+        }
+        lines.append(contentsOf: Array("\r\n".utf8))
+        respond(308, "redirecting to https", close: !reqBodyDone, extraHeaders: lines)
+    }
+
+    private func respond(_ code: Int, _ reason: String, close: Bool, extraHeaders: [UInt8]?) {
         abortUpstream()
         status = code
         out.clear()
@@ -883,7 +1001,9 @@ let ms = portico_wall_millis()
             out.append("\r\nConnection: close")
             keepAliveAfter = false
         }
-        out.append("\r\n\r\n")
+        out.append("\r\n")
+        if let extra = extraHeaders { out.append(extra) }
+        out.append("\r\n")
         if method != .head || state == .readingHead {
             out.append(string: reason)
             out.append(byte: 0x0A)
@@ -908,7 +1028,7 @@ let ms = portico_wall_millis()
     private func flushOut() -> Bool {
         while out.readableCount > 0 {
             guard canWrite else { worker.sendTimer.arm(self); return false }
-            switch Socket.write(fd, out.readable) {
+            switch clientWrite(out.readable) {
             case .bytes(let n):
                 out.consume(n)
                 if out.readableCount > 0 { canWrite = false }
@@ -919,10 +1039,11 @@ let ms = portico_wall_millis()
                 return false
             }
         }
-        if hasTimer && timerQueue === worker.sendTimer { cancelTimer() }
+        if isTimer(on: worker.sendTimer) { cancelTimer() }
         if !keepAliveAfter {
             // Half-close and drain what the client still sends, so the response is not lost
             // to a reset (nginx's lingering close).
+            tls?.shutdown()
             shutdown(fd, Int32(SHUT_WR))
             state = .lingering
             worker.lingerTimer.arm(self)
@@ -937,7 +1058,7 @@ let ms = portico_wall_millis()
         inBuf = buf
         while canRead {
             buf.clear()
-            switch Socket.read(fd, into: buf, minSpace: 4096) {
+            switch Socket.read(fd, into: buf, minSpace: 4096) {  // raw: after close_notify only draining
             case .bytes: continue
             case .wouldBlock: canRead = false
             case .eof, .error: close(); return
@@ -956,7 +1077,7 @@ let ms = portico_wall_millis()
             // upstream -> client
             if out.readableCount > 0 || !up.inBuf.isEmpty {
                 if canWrite {
-                    switch Socket.write(fd, out.readable, up.inBuf.readable) {
+                    switch clientWrite(out.readable, up.inBuf.readable) {
                     case .bytes(let n):
                         let fromA = min(n, out.readableCount)
                         out.consume(fromA)
@@ -968,7 +1089,7 @@ let ms = portico_wall_millis()
                     }
                 }
             } else if up.canRead {
-                switch Socket.read(up.fd, into: up.inBuf, minSpace: 16384) {
+                switch up.read(minSpace: 16384) {
                 case .bytes: progress = true
                 case .wouldBlock: up.canRead = false
                 case .eof, .error: endTunnel(); return
@@ -978,7 +1099,7 @@ let ms = portico_wall_millis()
             guard let buf = inBuf else { inBuf = worker.pool.take(); progress = true; continue }
             if !buf.isEmpty {
                 if up.canWrite {
-                    switch Socket.write(up.fd, buf.readable) {
+                    switch up.write(buf.readable, UnsafeRawBufferPointer(start: nil, count: 0)) {
                     case .bytes(let n):
                         buf.consume(n)
                         bytesIn &+= UInt64(n)
@@ -988,7 +1109,7 @@ let ms = portico_wall_millis()
                     }
                 }
             } else if canRead {
-                switch Socket.read(fd, into: buf, minSpace: 16384) {
+                switch clientRead(buf, minSpace: 16384) {
                 case .bytes: progress = true
                 case .wouldBlock: canRead = false
                 case .eof, .error: endTunnel(); return

@@ -1,5 +1,6 @@
 import CSystem
 import Reactor
+import TLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -9,12 +10,15 @@ import Glibc
 /// timer instead of spinning, and existing connections keep being served.
 final class Listener: Channel {
     unowned(unsafe) let worker: Worker
+    /// The TLS context for an https listener (nil: plain HTTP).
+    let tls: TLSServerContext?
     private var retryQueue: TimerQueue
     private(set) var paused = false
     private var peer = sockaddr_storage()
 
-    init(fd: Int32, worker: Worker) {
+    init(fd: Int32, worker: Worker, tls: TLSServerContext?) {
         self.worker = worker
+        self.tls = tls
         self.retryQueue = worker.loop.timerQueue(nanos: 100_000_000)
         super.init(fd: fd)
     }
@@ -32,7 +36,7 @@ final class Listener: Channel {
             if worker.atConnectionLimit { pause(); return }
             do {
                 guard let fd = try Socket.accept(self.fd, peer: &peer) else { return }
-                worker.accepted(fd: fd, peer: &peer)
+                worker.accepted(fd: fd, peer: &peer, tls: tls)
             } catch let e as SocketError {
                 if e.errno == EMFILE || e.errno == ENFILE || e.errno == ENOBUFS || e.errno == ENOMEM {
                     worker.log.warning("accept: \(e): pausing accepts for 100ms")

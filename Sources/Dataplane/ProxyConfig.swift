@@ -6,6 +6,8 @@ import HTTP1
 /// 60s) and Envoy for the connect timeout (5s).
 public struct ProxyConfig: Sendable {
     public var httpAddress: SocketAddress
+    /// The https listener (served with the certificates of the RouteTable), if any.
+    public var httpsAddress: SocketAddress?
     public var workers: Int = 1
     public var clientHeaderTimeout: UInt64 = 60_000_000_000
     public var clientBodyTimeout: UInt64 = 60_000_000_000

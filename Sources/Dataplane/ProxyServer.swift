@@ -1,4 +1,5 @@
 import Reactor
+import TLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,25 +13,36 @@ public final class ProxyServer {
     public private(set) var workers: [Worker] = []
     private var threads: [OSThread] = []
     public private(set) var boundAddress: SocketAddress
+    /// The https listener's address, when one was asked for.
+    public private(set) var boundTLSAddress: SocketAddress?
+    /// Certificates for the https listener (shared by the workers; swapped on reload).
+    public let tls: TLSServerContext?
     private var current: RouteTable
     private let stopped: Latch
 
     /// Binds every worker's listener (so a bad address fails before anything runs).
-    public init(config: ProxyConfig, table: RouteTable, accessLog: (Int) -> AccessLog?) throws {
+    public init(config: ProxyConfig, table: RouteTable, tls: TLSServerContext? = nil,
+                accessLog: (Int) -> AccessLog?) throws {
         self.config = config
+        self.tls = tls
         self.current = table
         self.boundAddress = config.httpAddress
         self.stopped = Latch(count: config.workers)
         var address = config.httpAddress
+        var tlsAddress = config.httpsAddress
         for i in 0..<max(1, config.workers) {
             let w = Worker(id: i, config: config)
             w.accessLog = accessLog(i)
             // The first bind resolves port 0; the rest share that port through SO_REUSEPORT.
             address = try w.bind(address: address)
+            if let a = tlsAddress, let ctx = tls {
+                tlsAddress = try w.bind(address: a, tls: ctx)
+            }
             w.install(table)
             workers.append(w)
         }
         boundAddress = address
+        boundTLSAddress = tls == nil ? nil : tlsAddress
     }
 
     public func start() {

@@ -1,5 +1,6 @@
 import CSystem
 import Reactor
+import TLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -23,6 +24,18 @@ final class UpstreamConnection: Channel {
     var inBuf: Buffer
     /// Whether this connection has already served an exchange (a reused keep-alive connection).
     var reused = false
+    /// TLS towards the pod, for backends with `portico.io/backend-protocol: HTTPS`.
+    var tls: TLSSession?
+
+    @inline(__always) func read(minSpace: Int) -> IOResult {
+        if let t = tls { return t.read(into: inBuf, minSpace: minSpace) }
+        return Socket.read(fd, into: inBuf, minSpace: minSpace)
+    }
+
+    @inline(__always) func write(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
+        if let t = tls { return t.write(a, b) }
+        return Socket.write(fd, a, b)
+    }
 
     init(fd: Int32, worker: Worker, backendState: BackendState, endpointIndex: Int) {
         self.worker = worker
@@ -38,6 +51,7 @@ final class UpstreamConnection: Channel {
     override func handleEvent(_ events: UInt32) {
         if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { canRead = true }
         if events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { canWrite = true }
+        if tls != nil { canRead = true; canWrite = true }
         if inPool {
             // An idle upstream has nothing to say: this is a close (or garbage). Drop it.
             removeFromPool()
@@ -47,10 +61,27 @@ final class UpstreamConnection: Channel {
         guard let owner = owner else { return }
         if !connected {
             guard canWrite else { return }
-            let err = Socket.connectResult(fd)
-            if err != 0 {
-                owner.upstreamFailed(self, reason: .connect(err))
-                return
+            if tls == nil {
+                let err = Socket.connectResult(fd)
+                if err != 0 {
+                    owner.upstreamFailed(self, reason: .connect(err))
+                    owner.drive()
+                    return
+                }
+                if let ctx = backendState.tlsClient {
+                    tls = TLSSession(client: ctx, fd: fd, serverName: backendState.backend.upstreamTLS?.serverName)
+                }
+            }
+            if let t = tls {
+                // The handshake runs under the connect timeout.
+                switch t.handshake() {
+                case .done: break
+                case .wantRead, .wantWrite, .plainHTTP: return
+                case .failed(let reason):
+                    owner.upstreamFailed(self, reason: .tls(reason))
+                    owner.drive()
+                    return
+                }
             }
             connected = true
             cancelTimer()
@@ -77,6 +108,8 @@ final class UpstreamConnection: Channel {
         if !inBuf.isEmpty || worker.draining || isClosed {
             closeIdle(); return
         }
+        // A connection whose backend was replaced by a newer RouteTable is not pooled.
+        if backendState.retired { closeIdle(); return }
         var list = backendState.idle[endpointIndex]
         if list.count >= worker.config.upstreamKeepalive { closeIdle(); return }
         inPool = true
@@ -94,6 +127,7 @@ final class UpstreamConnection: Channel {
 
     private func removeFromPool() {
         inPool = false
+        guard !backendState.retired else { return }
         var list = backendState.idle[endpointIndex]
         if let i = list.firstIndex(where: { $0 === self }) {
             list.remove(at: i)
@@ -107,6 +141,7 @@ final class UpstreamConnection: Channel {
         inPool = false
         owner = nil
         worker.pool.give(inBuf)
+        tls = nil
         worker.loop.close(self)
     }
 }
@@ -119,6 +154,7 @@ enum UpstreamFailure {
     case closedEarly
     case timeout
     case invalidResponse
+    case tls(String)
 
     var status: Int {
         switch self {
@@ -135,6 +171,7 @@ enum UpstreamFailure {
         case .closedEarly: return "upstream closed the connection before a complete response"
         case .timeout: return "upstream timed out"
         case .invalidResponse: return "invalid response from upstream"
+        case .tls(let reason): return "TLS to upstream failed: \(reason)"
         }
     }
 }

@@ -1,6 +1,7 @@
 import CSystem
 import HTTP1
 import Reactor
+import TLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,12 +14,31 @@ final class BackendState {
     let picker: EndpointPicker
     /// Idle upstream connections per endpoint index (most recently used last).
     var idle: [[UpstreamConnection]]
+    /// Set when a newer RouteTable replaced this state: exchanges still using it finish, but
+    /// their connections are no longer pooled here.
+    var retired = false
+    /// The OpenSSL client context for a backend spoken to over TLS (`portico.io/backend-protocol: HTTPS`).
+    let tlsClient: TLSClientContext?
+    /// Why the client context could not be made (every request then answers 502).
+    let tlsClientError: String?
 
     init(backend: Backend, index: Int32, health: HealthPolicy, seed: UInt64) {
         self.backend = backend
         self.index = index
         self.picker = EndpointPicker(backend: backend, health: health, seed: seed)
         self.idle = Array(repeating: [], count: backend.endpoints.count)
+        if let u = backend.upstreamTLS {
+            do {
+                tlsClient = try TLSClientContext(verify: u.verify, caPEM: u.caPEM)
+                tlsClientError = nil
+            } catch {
+                tlsClient = nil
+                tlsClientError = "\(error)"
+            }
+        } else {
+            tlsClient = nil
+            tlsClientError = nil
+        }
     }
 }
 
@@ -35,13 +55,17 @@ public final class Worker {
     var accessLog: AccessLog?
     private(set) var table: RouteTable = .empty
     private(set) var backends: [BackendState] = []
-    private var listener: Listener?
+    private var listeners: [Listener] = []
     private(set) var listenPort: UInt16 = 0
     var listenPortText: [UInt8] = []
+    private(set) var httpsPort: UInt16 = 0
+    var httpsPortText: [UInt8] = []
 
     // Live client connections (slot map: O(1) insert and remove), for draining.
     private var connections: [ClientConnection] = []
     public private(set) var draining = false
+    /// Held here: a timer queue does not retain what it holds.
+    private var drainTicker: Channel?
     private var drainDeadline: UInt64 = 0
     var onStopped: (() -> Void)?
 
@@ -82,14 +106,20 @@ public final class Worker {
         }
     }
 
-    /// Binds this worker's listener (SO_REUSEPORT, so each worker has its own accept queue).
-    public func bind(address: SocketAddress) throws -> SocketAddress {
+    /// Binds one of this worker's listeners (SO_REUSEPORT, so each worker has its own accept
+    /// queue); with a TLS context it is an https listener.
+    public func bind(address: SocketAddress, tls: TLSServerContext? = nil) throws -> SocketAddress {
         let fd = try Socket.listen(address, reusePort: true)
         let bound = Socket.localAddress(fd) ?? address
-        listenPort = bound.port
-        listenPortText = Array(String(bound.port).utf8)
-        let l = Listener(fd: fd, worker: self)
-        listener = l
+        if tls == nil {
+            listenPort = bound.port
+            listenPortText = Array(String(bound.port).utf8)
+        } else {
+            httpsPort = bound.port
+            httpsPortText = Array(String(bound.port).utf8)
+        }
+        let l = Listener(fd: fd, worker: self, tls: tls)
+        listeners.append(l)
         loop.register(l, events: EPOLLIN.rawValue)
         return bound
     }
@@ -126,10 +156,15 @@ public final class Worker {
                     }
                 }
                 prev.idle = []
+                prev.retired = true
             }
             fresh.append(state)
         }
-        for (_, gone) in old { for conns in gone.idle { for c in conns { c.closeIdle() } }; gone.idle = [] }
+        for (_, gone) in old {
+            for conns in gone.idle { for c in conns { c.closeIdle() } }
+            gone.idle = []
+            gone.retired = true
+        }
         table = newTable
         backends = fresh
         stats.configure(ingresses: newTable.ingresses, backends: newTable.backends.map { $0.label })
@@ -143,13 +178,13 @@ public final class Worker {
         config.maxConnections > 0 && connections.count >= config.maxConnections
     }
 
-    func accepted(fd: Int32, peer: inout sockaddr_storage) {
+    func accepted(fd: Int32, peer: inout sockaddr_storage, tls: TLSServerContext?) {
         if draining { Glibc.close(fd); return }
         Socket.setNoDelay(fd)
         let address = withUnsafeBytes(of: &peer) {
             SocketAddress(storage: $0.baseAddress!, length: MemoryLayout<sockaddr_storage>.size)
         }
-        let conn = ClientConnection(fd: fd, peer: address, worker: self)
+        let conn = ClientConnection(fd: fd, peer: address, worker: self, tls: tls)
         conn.slot = connections.count
         connections.append(conn)
         stats.connectionOpened()
@@ -167,7 +202,7 @@ public final class Worker {
         }
         conn.slot = -1
         stats.connectionClosed()
-        listener?.connectionFreed()
+        for l in listeners { l.connectionFreed() }
     }
 
     func backendState(_ index: Int32) -> BackendState { backends[Int(index)] }
@@ -181,12 +216,14 @@ public final class Worker {
         guard !draining else { return }
         draining = true
         drainDeadline = loop.now &+ config.drainTimeout
-        if let l = listener { loop.close(l); listener = nil }
+        for l in listeners { loop.close(l) }
+        listeners = []
         for c in connections where c.isIdle { c.close() }
         for b in backends { for conns in b.idle { for c in conns { c.closeIdle() } }; b.idle = [] }
         // A timer wakes the loop so the deadline is noticed even with no traffic.
         let tick = loop.timerQueue(nanos: 100_000_000)
         let ticker = DrainTicker(worker: self, queue: tick)
+        drainTicker = ticker
         tick.arm(ticker)
         checkDrained()
     }
@@ -239,14 +276,18 @@ private final class DrainTicker: Channel {
 }
 
 extension Buffer {
-    /// Exactly 16 lowercase hex digits.
+    /// Exactly 16 lowercase hex digits, written straight into the buffer.
     func appendHexFixed(_ v: UInt64) {
-        let hex: StaticString = "0123456789abcdef"
-        var shift: UInt64 = 60
-        while true {
-            append(byte: hex.utf8Start[Int((v >> shift) & 0xF)])
-            if shift == 0 { break }
-            shift -= 4
+        reserve(16)
+        let out = writable.baseAddress!
+        var x = v
+        var i = 15
+        while i >= 0 {
+            let d = UInt8(truncatingIfNeeded: x & 0xF)
+            out.storeBytes(of: d < 10 ? d &+ 0x30 : d &+ 0x57, toByteOffset: i, as: UInt8.self)
+            x >>= 4
+            i -= 1
         }
+        didWrite(16)
     }
 }

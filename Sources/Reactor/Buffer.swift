@@ -6,10 +6,12 @@ import Glibc
 /// bytes are appended at `writeIndex` and consumed from `readIndex`, so nothing is copied to
 /// "remove" a prefix. `compact()` moves the unread tail to the front when space runs out.
 public final class Buffer {
-    public private(set) var base: UnsafeMutableRawPointer
-    public private(set) var capacity: Int
-    public private(set) var readIndex = 0
-    public private(set) var writeIndex = 0
+    // Stored properties are @usableFromInline so the small accessors below inline into other
+    // modules (Dataplane calls them several times per request).
+    @usableFromInline var base: UnsafeMutableRawPointer
+    @usableFromInline var capacity: Int
+    @usableFromInline var readIndex = 0
+    @usableFromInline var writeIndex = 0
 
     public init(capacity: Int = 16384) {
         self.capacity = max(capacity, 64)
@@ -18,32 +20,38 @@ public final class Buffer {
 
     deinit { base.deallocate() }
 
-    @inline(__always) public var readableCount: Int { writeIndex - readIndex }
-    @inline(__always) public var isEmpty: Bool { writeIndex == readIndex }
-    @inline(__always) public var writableCount: Int { capacity - writeIndex }
+    @inlinable public var storageCapacity: Int { capacity }
+
+    @inlinable public var readableCount: Int { writeIndex - readIndex }
+    @inlinable public var isEmpty: Bool { writeIndex == readIndex }
+    @inlinable public var writableCount: Int { capacity - writeIndex }
 
     /// The unread bytes.
-    @inline(__always) public var readable: UnsafeRawBufferPointer {
+    @inlinable public var readable: UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(start: base + readIndex, count: writeIndex - readIndex)
     }
 
     /// The free space after the written bytes.
-    @inline(__always) public var writable: UnsafeMutableRawBufferPointer {
+    @inlinable public var writable: UnsafeMutableRawBufferPointer {
         UnsafeMutableRawBufferPointer(start: base + writeIndex, count: capacity - writeIndex)
     }
 
-    @inline(__always) public func consume(_ n: Int) {
+    @inlinable public func consume(_ n: Int) {
         readIndex += n
         if readIndex == writeIndex { readIndex = 0; writeIndex = 0 }
     }
 
-    @inline(__always) public func didWrite(_ n: Int) { writeIndex += n }
+    @inlinable public func didWrite(_ n: Int) { writeIndex += n }
 
     public func clear() { readIndex = 0; writeIndex = 0 }
 
     /// Makes room for `n` more bytes: first by moving unread bytes to the front, then by growing.
-    public func reserve(_ n: Int) {
+    @inlinable public func reserve(_ n: Int) {
         if capacity - writeIndex >= n { return }
+        makeRoom(n)
+    }
+
+    @usableFromInline func makeRoom(_ n: Int) {
         if readIndex > 0 {
             let count = writeIndex - readIndex
             if count > 0 { memmove(base, base + readIndex, count) }
@@ -67,7 +75,7 @@ public final class Buffer {
         readIndex = 0; writeIndex = count
     }
 
-    public func append(_ bytes: UnsafeRawBufferPointer) {
+    @inlinable public func append(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count > 0 else { return }
         reserve(bytes.count)
         (base + writeIndex).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
@@ -75,11 +83,11 @@ public final class Buffer {
     }
 
     /// Appends bytes `range` of `source`.
-    @inline(__always) public func append(_ source: UnsafeRawBufferPointer, _ range: Range<Int>) {
+    @inlinable public func append(_ source: UnsafeRawBufferPointer, _ range: Range<Int>) {
         append(UnsafeRawBufferPointer(rebasing: source[range]))
     }
 
-    public func append(_ s: StaticString) {
+    @inlinable public func append(_ s: StaticString) {
         append(UnsafeRawBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
     }
 
@@ -90,7 +98,7 @@ public final class Buffer {
         s.withUTF8 { append(UnsafeRawBufferPointer($0)) }
     }
 
-    @inline(__always) public func append(byte: UInt8) {
+    @inlinable public func append(byte: UInt8) {
         reserve(1)
         base.storeBytes(of: byte, toByteOffset: writeIndex, as: UInt8.self)
         writeIndex += 1

@@ -8,11 +8,17 @@ open class Channel {
     /// The loop this channel is registered on, if any.
     public internal(set) unowned(unsafe) var loop: EventLoop?
 
-    // Intrusive timer links (see TimerQueue): one pending deadline per channel.
+    // Intrusive timer links (see TimerQueue): one pending deadline per channel. The links are
+    // unretained (Unmanaged): a channel with a deadline is kept alive by its owner (the loop holds
+    // every registered channel until it is closed, and closing cancels the deadline), so arming
+    // and cancelling a timer costs no reference counting on the hot path.
     var timerDeadline: UInt64 = 0
-    public internal(set) unowned(unsafe) var timerQueue: TimerQueue? = nil
-    var timerNext: Channel? = nil
-    unowned(unsafe) var timerPrev: Channel? = nil
+    var timerQueueRef: Unmanaged<TimerQueue>? = nil
+    var timerNext: Unmanaged<Channel>? = nil
+    var timerPrev: Unmanaged<Channel>? = nil
+
+    /// The queue holding this channel's deadline, if any.
+    public var timerQueue: TimerQueue? { timerQueueRef?.takeUnretainedValue() }
 
     public init(fd: Int32) { self.fd = fd }
 
@@ -23,23 +29,29 @@ open class Channel {
     open func handleTimeout() {}
 
     /// True while a deadline is pending.
-    public var hasTimer: Bool { timerQueue != nil }
+    @inline(__always) public var hasTimer: Bool { timerQueueRef != nil }
+
+    /// True while the pending deadline is on `queue`.
+    @inline(__always) public func isTimer(on queue: TimerQueue) -> Bool {
+        timerQueueRef?.toOpaque() == Unmanaged.passUnretained(queue).toOpaque()
+    }
 
     /// Cancels the pending deadline, if any.
     @inline(__always) public func cancelTimer() {
-        if let q = timerQueue { q.remove(self) }
+        if let q = timerQueueRef { q._withUnsafeGuaranteedRef { $0.remove(self) } }
     }
 }
 
-/// Deadlines of one fixed duration. Because every channel armed on a queue gets `now + duration`,
+/// Deadlines of one fixed duration. A channel that is not registered on the loop (a pure
+/// timer) must be retained by its owner while armed. Because every channel armed on a queue gets `now + duration`,
 /// deadlines are appended in non-decreasing order, so the queue is a linked list: arming,
 /// re-arming and cancelling are O(1) and expiry pops from the head. The loop keeps one queue per
 /// distinct timeout (header, body, idle, connect, upstream…).
 public final class TimerQueue {
     public let durationNanos: UInt64
     unowned(unsafe) let loop: EventLoop
-    var head: Channel? = nil
-    unowned(unsafe) var tail: Channel? = nil
+    var head: Unmanaged<Channel>? = nil
+    var tail: Unmanaged<Channel>? = nil
 
     init(durationNanos: UInt64, loop: EventLoop) {
         self.durationNanos = durationNanos
@@ -48,31 +60,35 @@ public final class TimerQueue {
 
     /// Sets `channel`'s deadline to now + duration (moving it from any other queue).
     @inline(__always) public func arm(_ channel: Channel) {
-        if let q = channel.timerQueue { q.remove(channel) }
+        if let q = channel.timerQueueRef { q._withUnsafeGuaranteedRef { $0.remove(channel) } }
+        let me = Unmanaged.passUnretained(channel)
         channel.timerDeadline = loop.now &+ durationNanos
-        channel.timerQueue = self
+        channel.timerQueueRef = Unmanaged.passUnretained(self)
         channel.timerNext = nil
         channel.timerPrev = tail
-        if let t = tail { t.timerNext = channel } else { head = channel }
-        tail = channel
+        if let t = tail { t._withUnsafeGuaranteedRef { $0.timerNext = me } } else { head = me }
+        tail = me
     }
 
     @inline(__always) func remove(_ channel: Channel) {
         let next = channel.timerNext
-        if let p = channel.timerPrev { p.timerNext = next } else { head = next }
-        if let n = next { n.timerPrev = channel.timerPrev } else { tail = channel.timerPrev }
+        let prev = channel.timerPrev
+        if let p = prev { p._withUnsafeGuaranteedRef { $0.timerNext = next } } else { head = next }
+        if let n = next { n._withUnsafeGuaranteedRef { $0.timerPrev = prev } } else { tail = prev }
         channel.timerNext = nil
         channel.timerPrev = nil
-        channel.timerQueue = nil
+        channel.timerQueueRef = nil
     }
 
     /// Fires every expired deadline.
     func expire(now: UInt64) {
-        while let h = head, h.timerDeadline <= now {
-            remove(h)
-            if !h.isClosed { h.handleTimeout() }
+        while let h = head {
+            let channel = h.takeUnretainedValue()  // retained for the handler, which may close it
+            if channel.timerDeadline > now { return }
+            remove(channel)
+            if !channel.isClosed { channel.handleTimeout() }
         }
     }
 
-    var nextDeadline: UInt64? { head?.timerDeadline }
+    var nextDeadline: UInt64? { head.map { $0._withUnsafeGuaranteedRef { $0.timerDeadline } } }
 }

@@ -56,7 +56,8 @@ final class ServerConnection: Channel {
     let peer: SocketAddress?
     let inBuf = Buffer(capacity: 16384)
     let out = Buffer(capacity: 16384)
-    var parser = RequestParser()
+    // Generous limits: behind a proxy a request arrives with the proxy's fields added.
+    var parser = RequestParser(limits: { var l = ParseLimits(); l.maxFields = 1000; l.maxHeadBytes = 256 * 1024; return l }())
     var head = RequestHead()
     var canRead = false
     var canWrite = true

@@ -48,13 +48,18 @@ final class PEMCertificate {
             EVP_PKEY_free(key)
             return .failure(LoadFailure("tls.key does not match the certificate in tls.crt"))
         }
-        var warning: String? = nil
-        if let notAfter = X509_get0_notAfter(chain[0]), X509_cmp_current_time(notAfter) < 0 {
-            warning = "certificate expired at \(describe(notAfter)); served anyway"
-        } else if let notBefore = X509_get0_notBefore(chain[0]), X509_cmp_current_time(notBefore) > 0 {
-            warning = "certificate is not valid before \(describe(notBefore)); served anyway"
+        return .success(PEMCertificate(chain: chain, key: key, warning: validityWarning(chain[0])))
+    }
+
+    /// Why `certificate` (an X509) is not valid now, or nil.
+    static func validityWarning(_ certificate: OpaquePointer) -> String? {
+        if let notAfter = X509_get0_notAfter(certificate), X509_cmp_current_time(notAfter) < 0 {
+            return "certificate expired at \(describe(notAfter)); served anyway"
         }
-        return .success(PEMCertificate(chain: chain, key: key, warning: warning))
+        if let notBefore = X509_get0_notBefore(certificate), X509_cmp_current_time(notBefore) > 0 {
+            return "certificate is not valid before \(describe(notBefore)); served anyway"
+        }
+        return nil
     }
 
     struct LoadFailure: Error { var message: String; init(_ m: String) { message = m } }

@@ -140,7 +140,11 @@ public final class TLSSession {
 
     /// Reads decrypted bytes into the free space of `buffer` (growing it to at least `minSpace`).
     /// A clean close (close_notify) and a plain EOF are both `.eof`.
-    public func read(into buffer: Buffer, minSpace: Int) -> IOResult {
+    ///
+    /// One call returns at most one TLS record (up to 16 KiB); what did not fit stays decrypted
+    /// inside OpenSSL, where epoll cannot see it: read again until `.wouldBlock`, or check
+    /// `hasBufferedData`, before waiting for the socket to become readable.
+    public func read(into buffer: Buffer, minSpace: Int = 4096) -> IOResult {
         guard let ssl else { return .error(EBADF) }
         if buffer.writableCount < minSpace { buffer.reserve(minSpace) }
         let space = buffer.writable
@@ -163,16 +167,36 @@ public final class TLSSession {
         return failure(ssl, ret: 0, errno: errno)
     }
 
-    /// Writes `a`, then `b` once `a` is all taken; the count is of both together. Each is its
-    /// own TLS record (or records).
+    /// Writes `a` then `b` (a generated head, then pass-through bytes); the count is of both
+    /// together, `a` first. Up to one TLS record (16 KiB) of the two is copied into a per-thread
+    /// scratch buffer and written with one SSL_write: one record and one send instead of two.
     public func write(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
         if a.isEmpty { return write(b) }
-        let first = write(a)
-        guard case .bytes(let n) = first, n == a.count, !b.isEmpty else { return first }
-        switch write(b) {
-        case .bytes(let m): return .bytes(n + m)
-        default: return .bytes(n)  // `b` is written again by the caller (the retry rule holds: nothing of it was taken)
-        }
+        if b.isEmpty { return write(a) }
+        // The same bytes are copied again when the caller retries after .wouldBlock, so the
+        // retry rule (same bytes, not fewer) holds for the scratch buffer too.
+        let total = min(a.count + b.count, TLSSession.scratchSize)
+        let scratch = TLSSession.scratch()
+        let fromA = min(a.count, total)
+        scratch.copyMemory(from: a.baseAddress!, byteCount: fromA)
+        if total > fromA { (scratch + fromA).copyMemory(from: b.baseAddress!, byteCount: total - fromA) }
+        return write(UnsafeRawBufferPointer(start: scratch, count: total))
+    }
+
+    static let scratchSize = 16384
+
+    private static let scratchKey: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { free($0) }
+        return key
+    }()
+
+    /// This thread's scratch buffer for coalescing writes (freed when the thread ends).
+    private static func scratch() -> UnsafeMutableRawPointer {
+        if let p = pthread_getspecific(scratchKey) { return p }
+        let p = malloc(scratchSize)!
+        pthread_setspecific(scratchKey, p)
+        return p
     }
 
     /// Maps an SSL_read/SSL_write failure to IOResult.
@@ -192,6 +216,13 @@ public final class TLSSession {
     }
 
     // MARK: State
+
+    /// Whether OpenSSL holds received bytes not yet returned by `read` (a record that did not
+    /// fit the buffer, or more records already read from the socket).
+    public var hasBufferedData: Bool {
+        guard let ssl else { return false }
+        return SSL_has_pending(ssl) == 1
+    }
 
     /// The ALPN protocol agreed on, if any.
     public var negotiatedProtocol: String? {

@@ -39,6 +39,7 @@ final class ControlLoop {
     private var draining = false
     private var signalChannel: SignalChannel?
     private var watcher: FileWatcher?
+    private var drainWaiter: Channel?
 
     init(loop: EventLoop, proxy: ProxyServer, source: ManifestSource, signalMask: sigset_t) {
         self.loop = loop
@@ -67,6 +68,7 @@ final class ControlLoop {
             proxy.drain()
             // The control loop ends once the workers have drained (checked by a short timer).
             let waiter = DrainWaiter(control: self, queue: loop.timerQueue(nanos: 50_000_000))
+            drainWaiter = waiter  // a timer queue does not retain what it holds
             waiter.queue.arm(waiter)
         default:
             break
@@ -83,6 +85,10 @@ final class ControlLoop {
         switch source.compile(generation: next) {
         case .success(let table):
             generation = next
+            if let ctx = proxy.tls {
+                // New handshakes use the new certificates at once; open connections keep theirs.
+                for p in ctx.update(table.certificates) { p.isWarning ? log.warning(p.description) : log.error(p.description) }
+            }
             proxy.publish(table)
             log.info("reloaded (\(reason)): \(table.ingresses.count) ingress(es), \(table.backends.count) backend(s), generation \(next)")
         case .failure(let problems):

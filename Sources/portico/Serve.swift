@@ -5,6 +5,7 @@ import Objects
 import Reactor
 import RouteCompiler
 import Server
+import TLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,6 +26,15 @@ struct Serve: ParsableCommand {
 
     @Option(help: "Address of the HTTP listener.")
     var http: String = "0.0.0.0:8080"
+
+    @Option(help: "Address of the HTTPS listener (certificates from the Ingresses' spec.tls Secrets), or 'off'.")
+    var https: String = "0.0.0.0:8443"
+
+    @Option(name: .customLong("default-cert"), help: "PEM certificate (chain) served when no Ingress certificate matches the SNI name; default: a self-signed one made at start.")
+    var defaultCert: String?
+
+    @Option(name: .customLong("default-key"), help: "PEM private key of --default-cert.")
+    var defaultKey: String?
 
     @Option(help: "Address of the admin listener (/healthz, /readyz, /metrics, /routes).")
     var admin: String = "127.0.0.1:9901"
@@ -89,6 +99,8 @@ struct Serve: ParsableCommand {
     func validate() throws {
         if file.isEmpty { throw ValidationError("at least one -f PATH is required") }
         if SocketAddress(parsing: http) == nil { throw ValidationError("--http: '\(http)' is not an IP:PORT address") }
+        if https != "off" && SocketAddress(parsing: https) == nil { throw ValidationError("--https: '\(https)' is not an IP:PORT address (or 'off')") }
+        if (defaultCert == nil) != (defaultKey == nil) { throw ValidationError("--default-cert and --default-key go together") }
         if SocketAddress(parsing: admin) == nil { throw ValidationError("--admin: '\(admin)' is not an IP:PORT address") }
         if let w = workers, w < 1 || w > 256 { throw ValidationError("--workers must be between 1 and 256") }
         if !["text", "json"].contains(accessLogFormat) { throw ValidationError("--access-log-format must be text or json") }
@@ -100,6 +112,7 @@ struct Serve: ParsableCommand {
         Log.minimumLevel = ["debug": .debug, "info": .info, "warn": .warning, "error": .error][logLevel] ?? .info
         let log = Log("serve")
         var config = ProxyConfig(httpAddress: SocketAddress(parsing: http)!)
+        config.httpsAddress = https == "off" ? nil : SocketAddress(parsing: https)
         config.workers = workers ?? Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         config.clientHeaderTimeout = clientHeaderTimeout.nanos
         config.clientBodyTimeout = clientBodyTimeout.nanos
@@ -142,9 +155,29 @@ struct Serve: ParsableCommand {
         }
         let format = AccessLogFormat(rawValue: accessLogFormat) ?? .text
 
+        var tlsContext: TLSServerContext? = nil
+        if config.httpsAddress != nil {
+            do {
+                var fallback: CertificateSource? = nil
+                if let certPath = defaultCert, let keyPath = defaultKey {
+                    guard let cert = readFile(certPath) else { throw ValidationError("--default-cert: cannot read '\(certPath)'") }
+                    guard let key = readFile(keyPath) else { throw ValidationError("--default-key: cannot read '\(keyPath)'") }
+                    fallback = CertificateSource(name: "--default-cert", hosts: [], certPEM: cert, keyPEM: key)
+                }
+                let ctx = try TLSServerContext(defaultCertificate: fallback) { warning in Log("tls").warning(warning) }
+                for p in ctx.update(initial.certificates) { p.isWarning ? log.warning(p.description) : log.error(p.description) }
+                tlsContext = ctx
+            } catch let e as ValidationError {
+                throw e
+            } catch {
+                log.error("TLS: \(error)")
+                throw ExitCode(1)
+            }
+        }
+
         let proxy: ProxyServer
         do {
-            proxy = try ProxyServer(config: config, table: initial) { _ in
+            proxy = try ProxyServer(config: config, table: initial, tls: tlsContext) { _ in
                 logFD.map { AccessLog(fd: $0, format: format) }
             }
         } catch {
@@ -165,9 +198,25 @@ struct Serve: ParsableCommand {
         }
         control.watch()
         proxy.start()
-        log.info("listening http=\(proxy.boundAddress) admin=\(adminServer.boundAddress) workers=\(config.workers) routes=\(initial.ingresses.count) ingress(es), \(initial.backends.count) backend(s)")
+        let httpsText = proxy.boundTLSAddress.map { " https=\($0)" } ?? ""
+        log.info("listening http=\(proxy.boundAddress) admin=\(adminServer.boundAddress)\(httpsText) workers=\(config.workers) routes=\(initial.ingresses.count) ingress(es), \(initial.backends.count) backend(s)")
         loop.run()
         proxy.wait()
         log.info("stopped")
+    }
+}
+
+/// The bytes of a file, or nil when it cannot be read.
+func readFile(_ path: String) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, 65536) }
+        if n < 0 { return nil }
+        if n == 0 { return out }
+        out.append(contentsOf: chunk[0..<n])
     }
 }

@@ -71,6 +71,38 @@ final class CertificateProblemTests: XCTestCase {
         XCTAssertEqual(context.subject(forServerName: "new.localhost"), "new.localhost")
     }
 
+    func testUnchangedCertificateKeepsItsContextAndItsWarning() throws {
+        let context = try makeContext()
+        let (cert, key) = try XCTUnwrap(TLSServerContext.selfSignedPEM(commonName: "old.localhost", notBefore: -30 * 86400, notAfter: -86400))
+        let old = CertificateSource(name: "default/old", hosts: ["old.localhost"], certPEM: cert, keyPEM: key)
+        XCTAssertEqual(context.update([old, certs.source("demo", hosts: ["demo.localhost"])]).count, 1)
+        let first = context.contextPointer(forServerName: "demo.localhost")
+        // Renamed and re-hosted, same PEM: same SSL_CTX; the expired one is still reported.
+        var renamed = certs.source("demo", hosts: ["www.demo.localhost"])
+        renamed.name = "other/demo"
+        let problems = context.update([old, renamed])
+        XCTAssertEqual(problems.map(\.description), [
+            "Secret default/old: \(problems.first?.message ?? "")",
+            "Secret other/demo: certificate does not cover host www.demo.localhost; clients will reject it",
+        ])
+        XCTAssertTrue(problems[0].message.hasPrefix("certificate expired"))
+        XCTAssertEqual(problems.map(\.isWarning), [true, true])
+        XCTAssertEqual(context.contextPointer(forServerName: "www.demo.localhost"), first)
+        XCTAssertEqual(context.subject(forServerName: "demo.localhost"), "test default")
+        XCTAssertEqual(context.update([certs.source("demo2", hosts: ["www.demo.localhost"])]).count, 1)
+        XCTAssertNotEqual(context.contextPointer(forServerName: "www.demo.localhost"), first)
+    }
+
+    func testHostNotCoveredByTheCertificateIsAWarning() throws {
+        let context = try makeContext()
+        let problems = context.update([certs.source("apps", hosts: ["*.apps.localhost", "shop.apps.localhost", "apps.localhost", "*.other.localhost"])])
+        XCTAssertEqual(problems.map(\.message), [
+            "certificate does not cover host apps.localhost; clients will reject it",
+            "certificate does not cover host *.other.localhost; clients will reject it",
+        ])
+        XCTAssertEqual(context.subject(forServerName: "apps.localhost"), "*.apps.localhost", "still served")
+    }
+
     func testFirstSourceWinsForAHost() throws {
         let context = try makeContext()
         let problems = context.update([certs.source("demo", hosts: ["demo.localhost"]), certs.source("demo2", hosts: ["demo.localhost"])])

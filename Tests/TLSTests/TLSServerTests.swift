@@ -94,6 +94,26 @@ final class TLSServerTests: XCTestCase {
         XCTAssertTrue(reason.contains("unsupported protocol"), reason)
     }
 
+    /// Mozilla intermediate: TLS 1.2 only with ECDHE and AEAD ciphers.
+    func testWeakTLS12CiphersAreRefused() {
+        for cipher in ["AES128-SHA", "AES256-GCM-SHA384", "ECDHE-ECDSA-AES128-SHA"] {
+            let out = sClient(port: server.port, ["-servername", "demo.localhost", "-tls1_2", "-cipher", cipher])
+            XCTAssertFalse(out.contains("HTTP/1.1 200 OK"), "\(cipher): \(out)")
+        }
+        let good = sClient(port: server.port, ["-servername", "demo.localhost", "-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"])
+        XCTAssertTrue(good.contains("HTTP/1.1 200 OK"), good)
+    }
+
+    /// Key exchange groups: X25519 and P-256 only.
+    func testGroups() {
+        let p256 = sClient(port: server.port, ["-servername", "demo.localhost", "-groups", "P-256"])
+        XCTAssertTrue(p256.contains("HTTP/1.1 200 OK"), p256)
+        let p384 = sClient(port: server.port, ["-servername", "demo.localhost", "-groups", "P-384"])
+        XCTAssertFalse(p384.contains("HTTP/1.1 200 OK"), p384)
+        let x25519 = sClient(port: server.port, ["-servername", "demo.localhost", "-groups", "X25519"])
+        XCTAssertTrue(x25519.contains("Server Temp Key: X25519"), x25519)
+    }
+
     func testALPNHTTP11IsNegotiated() {
         let out = sClient(port: server.port, ["-servername", "demo.localhost", "-alpn", "h2,http/1.1"])
         XCTAssertTrue(out.contains("ALPN protocol: http/1.1"), out)
@@ -135,6 +155,43 @@ final class TLSServerTests: XCTestCase {
         let afterTwo = sClient(port: server.port, ["-servername", "demo.localhost", "-sess_in", file])
         XCTAssertTrue(afterTwo.contains("New, TLSv1.3"), afterTwo)
         XCTAssertTrue(afterTwo.contains("HTTP/1.1 200 OK"), afterTwo)
+    }
+
+    /// A session made under one certificate does not resume on a connection served another
+    /// (it would skip authenticating the second host); it does under a shared wildcard one.
+    func testNoResumptionAcrossCertificates() {
+        for version in ["-tls1_3", "-tls1_2"] {
+            let file = certs.path("session-\(UUID().uuidString).pem")
+            _ = sClient(port: server.port, ["-servername", "demo.localhost", version, "-sess_out", file])
+            let other = sClient(port: server.port, ["-servername", "api.localhost", version, "-sess_in", file])
+            XCTAssertTrue(other.contains("New, TLSv1."), "\(version): \(other)")
+            XCTAssertEqual(servedSubject(other), "CN = api.localhost", other)
+            let toDefault = sClient(port: server.port, ["-noservername", version, "-sess_in", file])
+            XCTAssertTrue(toDefault.contains("New, TLSv1."), "\(version): \(toDefault)")
+            let wildcard = certs.path("session-\(UUID().uuidString).pem")
+            _ = sClient(port: server.port, ["-servername", "a.apps.localhost", version, "-sess_out", wildcard])
+            let sibling = sClient(port: server.port, ["-servername", "b.apps.localhost", version, "-sess_in", wildcard])
+            XCTAssertTrue(sibling.contains("Reused, TLSv1."), "\(version): \(sibling)")
+        }
+    }
+
+    /// TLS 1.2 without tickets: the server's session cache.
+    func testSessionCacheResumptionTLS12() {
+        let file = certs.path("session-\(UUID().uuidString).pem")
+        _ = sClient(port: server.port, ["-servername", "demo.localhost", "-tls1_2", "-no_ticket", "-sess_out", file])
+        let again = sClient(port: server.port, ["-servername", "demo.localhost", "-tls1_2", "-no_ticket", "-sess_in", file])
+        XCTAssertTrue(again.contains("Reused, TLSv1.2"), again)
+        let other = sClient(port: server.port, ["-servername", "api.localhost", "-tls1_2", "-no_ticket", "-sess_in", file])
+        XCTAssertTrue(other.contains("New, TLSv1.2"), other)
+    }
+
+    func testServerNameExtensionParsing() {
+        func parse(_ bytes: [UInt8]) -> String? { bytes.withUnsafeBufferPointer { hostName(fromServerNameExtension: $0) } }
+        let name = Array("demo.localhost".utf8)
+        XCTAssertEqual(parse([0, UInt8(name.count + 3), 0, 0, UInt8(name.count)] + name), "demo.localhost")
+        XCTAssertNil(parse([0, 5, 0, 0, 9, 0x61, 0x62]))
+        XCTAssertNil(parse([0]))
+        XCTAssertNil(parse([0, 3, 0, 0, 0]))
     }
 
     /// A session started on one certificate resumes on the same name after the store changed.

@@ -3,9 +3,9 @@
 #ifndef PORTICO_CSYSTEM_H
 #define PORTICO_CSYSTEM_H
 
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
+// No _GNU_SOURCE here: defining it changes system structs (fd_set, __rusage_who) and then
+// clang refuses the same header seen differently by this module and Glibc/COpenSSL.
+// GNU-only calls are wrapped in shim.c, which defines it for itself.
 
 #include <stdint.h>
 #include <sys/epoll.h>

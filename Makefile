@@ -1,0 +1,36 @@
+# Portico: the two commands for a fresh Debian 12 machine with Swift installed are
+#   make run    build in release mode and start the demo (configs/demo/) with three echo backends
+#   make test   build and run every test (unit and end-to-end)
+
+SHELL := /bin/bash
+RUN_PACKAGES  := libssl-dev libsqlite3-dev curl
+TEST_PACKAGES := curl libssl-dev libsqlite3-dev openssl
+RELEASE_BIN   := .build/release/portico
+FUZZ_SECONDS  ?= 60
+ANCHORS       ?= ../shared/bench/anchors.sh
+
+.PHONY: run test fuzz bench build release
+
+run:
+	@bash scripts/install-deps.sh $(RUN_PACKAGES)
+	swift build -c release
+	@bash scripts/run-demo.sh
+
+test:
+	@bash scripts/install-deps.sh $(TEST_PACKAGES)
+	swift build
+	swift test
+
+build:
+	swift build
+
+release:
+	swift build -c release
+
+fuzz:
+	bash fuzz/run.sh $(FUZZ_SECONDS)
+
+# Side by side with nginx and HAProxy in the same run (needs nginx-light, haproxy, wrk).
+bench: release
+	CANDIDATE='$(RELEASE_BIN) serve -f loadtest/bench-routes.yaml --http 127.0.0.1:8090 --workers 1 --access-log off' \
+	  $(ANCHORS) http://127.0.0.1:8090/

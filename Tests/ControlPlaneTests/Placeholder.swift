@@ -1,0 +1,2 @@
+import XCTest
+final class PlaceholderControlPlane: XCTestCase { func testBuilds() {} }
