@@ -91,6 +91,10 @@ backend be
   server s1 127.0.0.1:9001
   server s2 127.0.0.1:9002
 C
+# Another benchmark on the same ports would be measured instead of ours: refuse to start.
+for p in 9001 9002 9080 9081 9443 9444 8090 8443; do
+  (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && die "127.0.0.1:$p is already in use (another benchmark running?)"
+done
 nginx -c "$D/backend.conf" && nginx -c "$D/proxy.conf" && haproxy -f "$D/haproxy.cfg" || die "could not start the anchors (ports 9001/9002/9080/9081/9443/9444 busy?)"
 # Portico's https listener, when this build's `serve` has one (same certificate as the anchors).
 PORTICO_TLS=
@@ -106,7 +110,8 @@ fi
 PPID_PORTICO=$!
 
 wait_port() { for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-for p in 9001 9002 9080 9081 8090; do wait_port $p || die "nothing listening on 127.0.0.1:$p (see $D/portico.log)"; done
+for p in 9001 9002 9080 9081 8090; do wait_port $p || die "nothing listening on 127.0.0.1:$p: $(tail -2 "$D/portico.log")"; done
+kill -0 "$PPID_PORTICO" 2>/dev/null || die "portico exited: $(tail -2 "$D/portico.log")"
 
 # name|url|mode (keep: keep-alive; newconn: a new connection, so a TLS handshake, per request).
 # Rows are grouped so that portico*, nginx* and haproxy* with the same suffix are compared.
@@ -154,6 +159,7 @@ measure() {
 RESULTS="$D/results"; : > "$RESULTS"
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r); T=$T C=$C ROUNDS=$ROUNDS WORKERS=$WORKERS"
 for round in $(seq 1 "$ROUNDS"); do
+  kill -0 "$PPID_PORTICO" 2>/dev/null || echo "warning: portico is no longer running: $(tail -2 "$D/portico.log")" >&2
   for row in $TARGETS; do
     IFS='|' read -r name url mode <<<"$row"
     for tool in $TOOLS; do
