@@ -92,7 +92,7 @@ backend be
   server s2 127.0.0.1:9002
 C
 # Another benchmark on the same ports would be measured instead of ours: refuse to start.
-for p in 9001 9002 9080 9081 9443 9444 8090 8443; do
+for p in 9001 9002 9080 9081 9443 9444 9445 8090; do
   (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && die "127.0.0.1:$p is already in use (another benchmark running?)"
 done
 nginx -c "$D/backend.conf" && nginx -c "$D/proxy.conf" && haproxy -f "$D/haproxy.cfg" || die "could not start the anchors (ports 9001/9002/9080/9081/9443/9444 busy?)"
@@ -100,7 +100,7 @@ nginx -c "$D/backend.conf" && nginx -c "$D/proxy.conf" && haproxy -f "$D/haproxy
 PORTICO_TLS=
 if "$PORTICO" serve --help 2>&1 | grep -q -- '--https'; then
   if [ -n "${TLS:-}" ]; then
-    PORTICO_TLS="--https 127.0.0.1:8443 --default-cert $D/cert.pem --default-key $D/key.pem"
+    PORTICO_TLS="--https 127.0.0.1:9445 --default-cert $D/cert.pem --default-key $D/key.pem"
   else
     PORTICO_TLS="--https off"
   fi
@@ -128,8 +128,8 @@ fi
 if [ -n "${TLS:-}" ]; then
   TARGETS="$TARGETS nginx-tls|https://127.0.0.1:9443/|keep haproxy-tls|https://127.0.0.1:9444/|keep"
   TARGETS="$TARGETS nginx-tls-hs|https://127.0.0.1:9443/|newconn haproxy-tls-hs|https://127.0.0.1:9444/|newconn"
-  if [ "${PORTICO_TLS#--https 127}" != "$PORTICO_TLS" ] && wait_port 8443; then
-    TARGETS="$TARGETS portico-tls|https://127.0.0.1:8443/|keep portico-tls-hs|https://127.0.0.1:8443/|newconn"
+  if [ "${PORTICO_TLS#--https 127}" != "$PORTICO_TLS" ] && wait_port 9445; then
+    TARGETS="$TARGETS portico-tls|https://127.0.0.1:9445/|keep portico-tls-hs|https://127.0.0.1:9445/|newconn"
     SUFFIXES="$SUFFIXES -tls -tls-hs"
   else
     echo "note: this portico build has no https listener: no Portico https rows" >&2
