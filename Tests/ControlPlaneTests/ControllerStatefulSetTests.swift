@@ -30,7 +30,7 @@ final class ControllerStatefulSetTests: XCTestCase {
             let n = e.object.name
             switch e.type {
             case .added: created[n] = created[n] ?? Date()
-            case .modified: if Obj.isReady(e.object) && ready[n] == nil { ready[n] = Date() }
+            case .modified: if ObjectFields.isReady(e.object) && ready[n] == nil { ready[n] = Date() }
             case .deleted: deleted.append((n, Date())); created[n] = nil; ready[n] = nil
             }
         }
@@ -74,7 +74,7 @@ final class ControllerStatefulSetTests: XCTestCase {
         try h.store.delete(.pods, namespace: "default", name: "db-1")
         h.waitUntil("db-1 back and ready") {
             guard let p = h.get(.pods, "db-1") else { return false }
-            return p.uid != pod1.uid && Obj.isReady(p)
+            return p.uid != pod1.uid && ObjectFields.isReady(p)
         }
         XCTAssertEqual(h.get(.pods, "db-1")?[path: ["status", "podIP"]]?.stringValue, ip1)
 
@@ -102,7 +102,7 @@ final class ControllerStatefulSetTests: XCTestCase {
         try h.apply(.statefulSets, statefulSetJSON("kv", replicas: 3, policy: "Parallel", env: "v2", partition: 1, probe: fast))
         h.waitUntil("kv-1 and kv-2 updated") {
             let pods = h.pods("app=kv")
-            return pods.count == 3 && pods.allSatisfy(Obj.isReady)
+            return pods.count == 3 && pods.allSatisfy(ObjectFields.isReady)
                 && ["kv-1", "kv-2"].allSatisfy { n in pods.first { $0.name == n }?.labels["controller-revision-hash"] != oldRev }
         }
         XCTAssertEqual(h.get(.pods, "kv-0")?.labels["controller-revision-hash"], oldRev, "below the partition")

@@ -139,7 +139,7 @@ public final class ControllerManager {
     private func route(_ e: WatchEvent) {
         guard started else { return }
         let o = e.object, ns = o.namespace
-        let owner = Obj.controllerRef(o)
+        let owner = ObjectFields.controllerRef(o)
         switch e.resource {
         case .deployments:
             enqueue(deployments.name, ns, o.name)
@@ -181,7 +181,7 @@ public final class ControllerManager {
     /// Deployments whose selector matches an orphaned ReplicaSet (for adoption).
     private func deploymentsSelecting(_ rs: JSONValue) -> [String] {
         ((try? store.list(.deployments, namespace: rs.namespace).items) ?? []).filter {
-            Obj.selector($0[path: ["spec", "selector"]])?.matches(rs.labels) ?? false
+            ObjectFields.selector($0[path: ["spec", "selector"]])?.matches(rs.labels) ?? false
         }.map(\.name)
     }
 
@@ -211,7 +211,7 @@ public final class ControllerManager {
     func collectEvents() {
         let cutoff = Date().addingTimeInterval(-options.eventTTL)
         for e in (try? store.list(.events).items) ?? [] {
-            guard let t = (e["lastTimestamp"]?.stringValue).flatMap(Obj.parseTime), t < cutoff else { continue }
+            guard let t = (e["lastTimestamp"]?.stringValue).flatMap(ObjectFields.parseTime), t < cutoff else { continue }
             _ = try? store.delete(.events, namespace: e.namespace, name: e.name)
         }
     }
