@@ -21,8 +21,9 @@ public struct ControllerOptions {
     /// Events older than this are deleted (at each resync).
     public var eventTTL: Double = 3600
     /// Seconds between a deleted pod leaving its Endpoints and the agent signalling it, so
-    /// that proxies have swapped in routes without it (Kubernetes users add a preStop sleep).
-    public var endpointDrainDelay: Double = 0
+    /// that the proxy has swapped in routes without it (it does within a second) before the
+    /// pod stops accepting connections; Kubernetes users get the same with a preStop sleep.
+    public var endpointDrainDelay: Double = 1
     /// `spec.nodeName` given to every pod.
     public var nodeName = "portico"
     /// Where ClusterIPs come from (a /16; the first two octets).

@@ -123,7 +123,7 @@ final class DeploymentController: Controller {
             for i in olds where sets[i].replicas > 0 { try scale(i, to: 0, "") }
             let oldPods = olds.map { sets[$0].pods.count }.reduce(0, +)
             let terminating = m.agent.runningPods.contains { id in
-                id.namespace == namespace && m.agent.pods[id.uid]?.terminating == true &&
+                id.namespace == namespace && (m.agent.pods[id.uid]?.terminating == true || m.pods.draining.contains(id.uid)) &&
                     olds.contains { id.name.hasPrefix(sets[$0].rs.name + "-") }
             }
             if oldPods == 0 && !terminating {
