@@ -51,3 +51,15 @@ final class ControllerSupportTests: XCTestCase {
         XCTAssertEqual(ServiceController.envName("backend-api"), "BACKEND_API")
     }
 }
+
+final class ControllerConfigDataTests: XCTestCase {
+    func testConfigMapAndSecretDataForTheAgent() throws {
+        let h = try ControllerHarness()
+        defer { h.finish() }
+        try h.apply(.configMaps, #"{"metadata":{"name":"cfg"},"data":{"MODE":"fast"}}"#)
+        try h.apply(.secrets, #"{"metadata":{"name":"sec"},"data":{"TOKEN":"c2VjcmV0"}}"#)
+        XCTAssertEqual(h.onLoop { h.manager.configData(namespace: "default", kind: "ConfigMap", name: "cfg") }, ["MODE": "fast"])
+        XCTAssertEqual(h.onLoop { h.manager.configData(namespace: "default", kind: "Secret", name: "sec") }, ["TOKEN": "secret"])
+        XCTAssertNil(h.onLoop { h.manager.configData(namespace: "default", kind: "Secret", name: "missing") })
+    }
+}

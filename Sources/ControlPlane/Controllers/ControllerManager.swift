@@ -226,6 +226,27 @@ public final class ControllerManager {
         ServiceController.allocate(service, store: store, options: options)
     }
 
+    /// The data of a ConfigMap or Secret (`kind`), Secret values decoded from base64, nil when it
+    /// does not exist: what the node agent's `configData` hook asks for `envFrom` and
+    /// `configMapKeyRef`/`secretKeyRef` (`agent.configData = manager.configData`).
+    public func configData(namespace: String, kind: String, name: String) -> [String: String]? {
+        let type: ResourceType = kind == "Secret" ? .secrets : .configMaps
+        guard let o = try? store.get(type, namespace: namespace, name: name) else { return nil }
+        var out: [String: String] = [:]
+        if type == .secrets {
+            for (k, v) in o["data"]?.stringMap ?? [:] {
+                if let d = Data(base64Encoded: v) { out[k] = String(decoding: d, as: UTF8.self) }
+            }
+            for (k, v) in o["stringData"]?.stringMap ?? [:] { out[k] = v }
+        } else {
+            out = o["data"]?.stringMap ?? [:]
+            for (k, v) in o["binaryData"]?.stringMap ?? [:] where out[k] == nil {
+                if let d = Data(base64Encoded: v) { out[k] = String(decoding: d, as: UTF8.self) }
+            }
+        }
+        return out
+    }
+
     /// Records an Event about `object` (kind and apiVersion taken from it).
     func event(_ object: JSONValue, _ type: String = "Normal", _ reason: String, _ message: String, component: String) {
         events.record(object, type: type, reason: reason, message: message, component: component)
