@@ -88,6 +88,27 @@ final class ControllerStatefulSetTests: XCTestCase {
         XCTAssertNotNil(h.get(.pods, "db-0"))
     }
 
+    func testVolumeClaimTemplatesMakeOneClaimPerOrdinal() throws {
+        let h = try ControllerHarness()
+        defer { h.finish() }
+        var sts = try JSONValue.parse(statefulSetJSON("vol", replicas: 2, policy: "Parallel", probe: #"{"exec":{"command":["true"]},"periodSeconds":1}"#))
+        sts[path: ["spec", "volumeClaimTemplates"]] = try JSONValue.parse(
+            #"[{"metadata":{"name":"data"},"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}}]"#)
+        try h.store.create(.statefulSets, sts)
+        h.waitUntil("2 ready") { h.readyPods("app=vol").count == 2 }
+        for n in ["vol-0", "vol-1"] {
+            let pvc = try XCTUnwrap(h.get(.persistentVolumeClaims, "data-\(n)"))
+            XCTAssertEqual(pvc[path: ["status", "phase"]]?.stringValue, "Bound")
+            XCTAssertEqual(pvc.labels["app"], "vol")
+            let volumes = h.get(.pods, n)?[path: ["spec", "volumes"]]?.arrayValue ?? []
+            XCTAssertEqual(volumes.first?[path: ["persistentVolumeClaim", "claimName"]]?.stringValue, "data-\(n)")
+        }
+        // Claims outlive a scale-down.
+        try h.edit(.statefulSets, "vol") { $0[path: ["spec", "replicas"]] = .int(1) }
+        h.waitUntil("1 pod") { h.pods("app=vol").count == 1 }
+        XCTAssertNotNil(h.get(.persistentVolumeClaims, "data-vol-1"))
+    }
+
     func testParallelAndRollingUpdateInReverseOrderWithPartition() throws {
         let h = try ControllerHarness()
         defer { h.finish() }

@@ -82,6 +82,13 @@ final class StatefulSetController: Controller {
             meta["annotations"] = t[path: ["metadata", "annotations"]]
             meta["ownerReferences"] = .array([ObjectFields.ownerReference(sts)])
             var spec = t["spec"] ?? .object([:])
+            try claims(for: podName, ordinal: ord)
+            var volumes = spec["volumes"]?.arrayValue ?? []
+            for c in sts[path: ["spec", "volumeClaimTemplates"]]?.arrayValue ?? [] where !volumes.contains(where: { $0["name"] == c[path: ["metadata", "name"]] }) {
+                volumes.append(.object(["name": c[path: ["metadata", "name"]] ?? .string(""),
+                                        "persistentVolumeClaim": .object(["claimName": .string("\(c.name)-\(podName)")])]))
+            }
+            if !volumes.isEmpty { spec["volumes"] = .array(volumes) }
             spec["hostname"] = .string(podName)
             if let svc = sts[path: ["spec", "serviceName"]]?.stringValue, !svc.isEmpty { spec["subdomain"] = .string(svc) }
             do {
@@ -90,6 +97,29 @@ final class StatefulSetController: Controller {
                 m.event(sts, "Normal", "SuccessfulCreate", "create Pod \(podName) in StatefulSet \(name) successful", component: Self.component)
             } catch let e as StoreError where e.reason == .alreadyExists {
                 return
+            }
+        }
+
+        /// One PersistentVolumeClaim per volumeClaimTemplate and ordinal (`<claim>-<pod>`), made
+        /// before the pod and kept after it (Kubernetes' default retention), shown Bound: the
+        /// node agent gives claims local storage.
+        func claims(for podName: String, ordinal: Int) throws {
+            for c in sts[path: ["spec", "volumeClaimTemplates"]]?.arrayValue ?? [] {
+                let claimName = "\(c.name)-\(podName)"
+                if (try? store.get(.persistentVolumeClaims, namespace: namespace, name: claimName)) != nil { continue }
+                var labels = c[path: ["metadata", "labels"]]?.stringMap ?? [:]
+                for (k, v) in sts[path: ["spec", "selector", "matchLabels"]]?.stringMap ?? [:] { labels[k] = v }
+                let pvc: JSONValue = .object([
+                    "metadata": .object(["name": .string(claimName), "namespace": .string(namespace), "labels": ObjectFields.json(labels)]),
+                    "spec": c["spec"] ?? .object([:]),
+                ])
+                var created = try store.create(.persistentVolumeClaims, pvc)
+                var status: JSONValue = .object(["phase": .string("Bound")])
+                status["accessModes"] = c[path: ["spec", "accessModes"]]
+                if let size = c[path: ["spec", "resources", "requests", "storage"]] { status["capacity"] = .object(["storage": size]) }
+                created["status"] = status
+                try store.updateStatus(.persistentVolumeClaims, created)
+                m.event(sts, "Normal", "SuccessfulCreate", "create Claim \(claimName) Pod \(podName) in StatefulSet \(name) success", component: Self.component)
             }
         }
 
