@@ -46,7 +46,7 @@ final class PodController: Controller {
         }
         guard var pod = found else { return .done }
         if agent.pods[pod.uid] == nil {
-            if Obj.isTerminal(pod) && agent.recorded[pod.uid] == nil { return .done }
+            if ObjectFields.isTerminal(pod) && agent.recorded[pod.uid] == nil { return .done }
             // The same name keeps the same IP for a StatefulSet pod: wait for the old processes.
             if older { return .requeue(after: 0.5) }
             if pod[path: ["spec", "nodeName"]]?.stringValue != m.options.nodeName {
@@ -55,11 +55,11 @@ final class PodController: Controller {
                 m.event(pod, "Normal", "Scheduled", "Successfully assigned \(namespace)/\(name) to \(m.options.nodeName)",
                         component: "default-scheduler")
             }
-            guard let typed = Obj.typedPod(pod) else {
+            guard let typed = ObjectFields.typedPod(pod) else {
                 m.event(pod, "Warning", "Failed", "the pod spec cannot be read", component: "kubelet")
                 return .done
             }
-            let stableKey = Obj.controllerRef(pod)?["kind"]?.stringValue == "StatefulSet" ? "\(namespace)/\(name)" : nil
+            let stableKey = ObjectFields.controllerRef(pod)?["kind"]?.stringValue == "StatefulSet" ? "\(namespace)/\(name)" : nil
             agent.run(typed, stableKey: stableKey)
         }
         // The agent may have reported (and written) already; compare with the stored object.
@@ -116,7 +116,7 @@ final class PodController: Controller {
     }
 
     private func writeStatus(_ pod: JSONValue, _ status: PodStatus) throws {
-        let s = Obj.json(status)
+        let s = ObjectFields.json(status)
         guard pod["status"] != s else { return }
         var p = pod
         p["status"] = s
