@@ -363,4 +363,50 @@ final class NodeAgentTests: XCTestCase {
         XCTAssertEqual(t.message, "executable file \"no-such-program-xyz\" not found in $PATH")
         XCTAssertEqual(h.status("uid-exe")?.phase, "Failed")
     }
+
+    /// After a real `kill -9` of the server its pods' processes are no longer the new agent's
+    /// children: they are adopted through the record, their exit is seen through the pidfd, and
+    /// the container is restarted with its exit status reported as unknown.
+    func testAdoptsAProcessThatIsNotItsChild() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        // `sleep` outlives the shell that started it, so it is re-parented away from this process.
+        let out = h.workDir + "/orphan.pid"
+        let sh = try ChildProcess.spawn(argv: ["/bin/sh", "-c", "sleep 30 & echo $!"], environment: ["PATH=/usr/bin:/bin"],
+                                        workingDir: nil, logPath: out)
+        var status: Int32 = 0
+        XCTAssertEqual(waitpid(sh, &status, 0), sh)
+        let pid = try XCTUnwrap(Int32(XCTUnwrap(h.readFile(out)).trimmingCharacters(in: .whitespacesAndNewlines)))
+        h.pidsSeen.insert(pid)
+        defer { kill(pid, SIGKILL) }
+        let ticks = try XCTUnwrap(ChildProcess.startTime(pid))
+        let pod = shellPod("orph", [("c", "exec sleep 30")])
+        let dir = h.dataDir + "/pods/default_orph_uid-orph"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        PodRecord(namespace: "default", name: "orph", uid: "uid-orph", podIP: "127.1.200.1", startTime: "2026-01-01T00:00:00Z",
+                  gracePeriodSeconds: 1, containers: ["c": .init(pid: pid, startTicks: ticks, startedAt: "2026-01-01T00:00:01Z",
+                                                                  restartCount: 4)]).save(dir + "/pod.json")
+        // A record whose process is gone (or whose pid now names another process) is not adopted.
+        try FileManager.default.createDirectory(atPath: h.dataDir + "/pods/default_stale_uid-stale", withIntermediateDirectories: true)
+        PodRecord(namespace: "default", name: "stale", uid: "uid-stale", podIP: "127.1.200.2", startTime: "2026-01-01T00:00:00Z",
+                  gracePeriodSeconds: 1, containers: ["c": .init(pid: getpid(), startTicks: 1, startedAt: "", restartCount: 0)])
+            .save(h.dataDir + "/pods/default_stale_uid-stale/pod.json")
+        try h.startAgent()
+        h.onLoop { h.agent.reconcile(desired: [pod, shellPod("stale", [("c", "exec sleep 30")])]) }
+        XCTAssertEqual(h.pids("uid-orph")["c"], pid)
+        let s = try XCTUnwrap(h.status("uid-orph"))
+        XCTAssertEqual(s.podIP, "127.1.200.1")
+        XCTAssertEqual(s.startTime, "2026-01-01T00:00:00Z")
+        XCTAssertEqual(s.containerStatuses?[0].restartCount, 4)
+        XCTAssertEqual(s.containerStatuses?[0].state?.running?.startedAt, "2026-01-01T00:00:01Z")
+        XCTAssertTrue(h.podEvents("uid-orph").contains("Adopted: Adopted running container c (pid \(pid)) after an agent restart"))
+        XCTAssertNotEqual(h.pids("uid-stale")["c"], getpid())
+        XCTAssertEqual(h.status("uid-stale")?.containerStatuses?[0].restartCount, 1)
+        XCTAssertEqual(h.status("uid-stale")?.podIP, "127.1.200.2")
+        kill(pid, SIGKILL)
+        h.waitUntil("restarted") { ($0.status(of: "uid-orph")?.containerStatuses?[0].restartCount ?? 0) == 5 }
+        let last = try XCTUnwrap(h.status("uid-orph")?.containerStatuses?[0].lastState?.terminated)
+        XCTAssertEqual(last.message, "exit status unknown: the process was adopted from an earlier agent")
+        XCTAssertNotEqual(h.pids("uid-orph")["c"], pid)
+    }
 }
