@@ -409,4 +409,43 @@ final class NodeAgentTests: XCTestCase {
         XCTAssertEqual(last.message, "exit status unknown: the process was adopted from an earlier agent")
         XCTAssertNotEqual(h.pids("uid-orph")["c"], pid)
     }
+
+    func testEnvFromConfigMapAndSecretWaitsUntilTheyExist() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        let w = h.workDir
+        let lock = NSLock()
+        var objects: [String: [String: String]] = [:]
+        h.onLoop {
+            h.agent.configData = { ns, kind, name in
+                lock.lock(); defer { lock.unlock() }
+                return objects["\(ns)/\(kind)/\(name)"]
+            }
+        }
+        var pod = shellPod("cfg", [("c", "echo \"$CFG_mode $CFG_level $PASSWORD ${OPTIONAL-unset}\" > \(w)/cfg.env; exec sleep 30")])
+        pod.spec!.containers[0].envFrom = [.init(prefix: "CFG_", configMapRef: .init(name: "settings"))]
+        pod.spec!.containers[0].env = [
+            .init(name: "PASSWORD", valueFrom: .init(secretKeyRef: .init(name: "creds", key: "password"))),
+            .init(name: "OPTIONAL", valueFrom: .init(configMapKeyRef: .init(name: "absent", key: "k", optional: true))),
+        ]
+        h.run(pod)
+        var waiting = h.status("uid-cfg")?.containerStatuses?[0].state?.waiting
+        XCTAssertEqual(waiting?.reason, "CreateContainerConfigError")
+        XCTAssertEqual(waiting?.message, "configmap \"settings\" not found")
+        XCTAssertEqual(h.status("uid-cfg")?.phase, "Pending")
+        lock.lock(); objects["default/ConfigMap/settings"] = ["mode": "fast", "level": "3"]; lock.unlock()
+        h.waitUntil("secret reported missing") {
+            $0.status(of: "uid-cfg")?.containerStatuses?[0].state?.waiting?.message == "secret \"creds\" not found"
+        }
+        lock.lock(); objects["default/Secret/creds"] = ["user": "u"]; lock.unlock()
+        h.waitUntil("missing key reported") {
+            $0.status(of: "uid-cfg")?.containerStatuses?[0].state?.waiting?.message == "couldn't find key password in Secret default/creds"
+        }
+        lock.lock(); objects["default/Secret/creds"] = ["password": "s3cret"]; lock.unlock()
+        h.waitUntil("Running") { $0.status(of: "uid-cfg")?.phase == "Running" }
+        waiting = h.status("uid-cfg")?.containerStatuses?[0].state?.waiting
+        XCTAssertNil(waiting)
+        XCTAssertEqual(h.status("uid-cfg")?.containerStatuses?[0].restartCount, 0)
+        XCTAssertEqual(h.readFile("\(w)/cfg.env"), "fast 3 s3cret unset\n")
+    }
 }

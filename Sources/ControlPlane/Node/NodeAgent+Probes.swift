@@ -127,8 +127,8 @@ extension NodeAgent {
     /// Spawns the command with the container's environment; success is exit 0 before the timeout.
     private func execProbe(_ cmd: [String], timeout: Double, _ c: ContainerRuntime, _ rt: PodRuntime,
                            _ done: @escaping (Bool) -> Void) {
-        let env = environment(for: c, in: rt)
-        guard let pid = try? ChildProcess.spawn(argv: cmd.map { Self.expand($0, env) }, environment: env.map { "\($0.0)=\($0.1)" },
+        guard let env = try? environment(for: c, in: rt),
+              let pid = try? ChildProcess.spawn(argv: cmd.map { Self.expand($0, env) }, environment: env.map { "\($0.0)=\($0.1)" },
                                                 workingDir: c.spec.workingDir, logPath: "/dev/null") else {
             done(false); return
         }

@@ -59,6 +59,9 @@ public final class NodeAgent {
     public var onStatusChange: ((PodIdentity, PodStatus) -> Void)?
     /// Called before a pod's processes are signalled, so it can leave its Endpoints first.
     public var beforeTerminate: ((PodIdentity) -> Void)?
+    /// The data of a ConfigMap or Secret (`kind`) in a namespace, nil if there is none; Secret
+    /// values already decoded from base64. Used for `envFrom` and `configMapKeyRef`/`secretKeyRef`.
+    public var configData: ((_ namespace: String, _ kind: String, _ name: String) -> [String: String]?)?
     /// Called for each event the agent records about a pod.
     public var onEvent: ((PodIdentity, PodEvent) -> Void)?
     /// Extra variables for a pod (the Service `<SVC>_SERVICE_HOST/_PORT` set), asked at each
