@@ -448,4 +448,21 @@ final class NodeAgentTests: XCTestCase {
         XCTAssertEqual(h.status("uid-cfg")?.containerStatuses?[0].restartCount, 0)
         XCTAssertEqual(h.readFile("\(w)/cfg.env"), "fast 3 s3cret unset\n")
     }
+
+    func testFailingReadinessMakesThePodUnreadyWithoutRestart() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        let flag = h.workDir + "/ready"
+        var pod = shellPod("flap", [("c", "exec sleep 30")])
+        pod.spec!.containers[0].readinessProbe = .init(exec: .init(command: ["test", "-f", flag]), periodSeconds: 1, failureThreshold: 1)
+        h.run(pod)
+        XCTAssertEqual(h.status("uid-flap")?.isReady, false)
+        XCTAssertTrue(FileManager.default.createFile(atPath: flag, contents: Data()))
+        h.waitUntil("ready") { $0.status(of: "uid-flap")?.isReady == true }
+        try FileManager.default.removeItem(atPath: flag)
+        h.waitUntil("unready") { $0.status(of: "uid-flap")?.isReady == false }
+        XCTAssertEqual(h.status("uid-flap")?.phase, "Running")
+        XCTAssertEqual(h.status("uid-flap")?.containerStatuses?[0].restartCount, 0)
+        XCTAssertTrue(h.podEvents("uid-flap").contains("Unhealthy: Readiness probe failed"))
+    }
 }

@@ -166,6 +166,7 @@ public final class NodeAgent {
             c.restartTimer = nil
             if c.pid > 0 {
                 signal(c, SIGTERM)
+                c.killTimer?.cancel()
                 c.killTimer = timers.after(grace) { [weak self, weak c] in
                     guard let self, let c, c.pid > 0 else { return }
                     self.log.info("pod \(rt.id) container \(c.spec.name) still running after \(grace)s: SIGKILL")
