@@ -330,7 +330,8 @@ extension NodeAgent {
 
     func saveRecord(_ rt: PodRuntime) {
         var containers: [String: PodRecord.ContainerRecord] = [:]
-        for c in rt.containers where c.pid > 0 {
+        // Containers without a process are kept too (pid 0): their restartCount carries over.
+        for c in rt.containers {
             containers[c.spec.name] = .init(pid: c.pid, startTicks: c.startTicks,
                                              startedAt: c.state.running?.startedAt ?? "", restartCount: c.restartCount)
         }
