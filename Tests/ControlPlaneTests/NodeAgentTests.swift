@@ -465,4 +465,22 @@ final class NodeAgentTests: XCTestCase {
         XCTAssertEqual(h.status("uid-flap")?.containerStatuses?[0].restartCount, 0)
         XCTAssertTrue(h.podEvents("uid-flap").contains("Unhealthy: Readiness probe failed"))
     }
+
+    func testTheBinaryDirectoryComesFirstOnThePodsPath() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        let bin = h.workDir + "/bin"
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        XCTAssertTrue(FileManager.default.createFile(atPath: bin + "/portico", contents: Data("#!/bin/sh\necho \"portico $*\"\n".utf8),
+                                                    attributes: [.posixPermissions: 0o755]))
+        try h.startAgent { $0.binDirectory = bin }
+        let pod = Pod(metadata: ObjectMeta(name: "echo", uid: "uid-echo"), spec: Pod.Spec(
+            containers: [Pod.Container(name: "c", command: ["portico", "echo"], args: ["--listen", "$(POD_IP):8080"])],
+            restartPolicy: "Never"))
+        h.run(pod)
+        h.waitUntil("Succeeded") { $0.status(of: "uid-echo")?.phase == "Succeeded" }
+        let ip = try XCTUnwrap(h.status("uid-echo")?.podIP)
+        let log = try XCTUnwrap(h.onLoop { h.agent.logPath(podUID: "uid-echo", container: "c") })
+        XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "portico echo --listen \(ip):8080\n")
+    }
 }
