@@ -195,6 +195,7 @@ public struct Pod: KubeResource, Equatable {
     public struct HTTPHeader: Codable, Sendable, Equatable {
         public var name: String
         public var value: String
+        public init(name: String, value: String) { self.name = name; self.value = value }
     }
 
     public struct TCPSocketAction: Codable, Sendable, Equatable {

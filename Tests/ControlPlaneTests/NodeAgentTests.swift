@@ -483,4 +483,44 @@ final class NodeAgentTests: XCTestCase {
         let log = try XCTUnwrap(h.onLoop { h.agent.logPath(podUID: "uid-echo", container: "c") })
         XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "portico echo --listen \(ip):8080\n")
     }
+
+    func testHTTPProbeSendsItsHeaders() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        let server = """
+        exec python3 -c "
+        import http.server, os
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                ok = self.headers.get('X-Probe') == 'yes' and self.headers.get('Host') == 'custom'
+                self.send_response(204 if ok else 500); self.end_headers()
+            def log_message(self, *a): pass
+        http.server.HTTPServer((os.environ['POD_IP'], 8080), H).serve_forever()"
+        """
+        var with = shellPod("with", [("web", server)])
+        with.spec!.containers[0].readinessProbe = .init(httpGet: .init(path: "/healthz", port: .int(8080)), periodSeconds: 1)
+        with.spec!.containers[0].readinessProbe!.httpGet!.httpHeaders = [.init(name: "X-Probe", value: "yes"), .init(name: "host", value: "custom")]
+        var without = shellPod("without", [("web", server)])
+        without.spec!.containers[0].readinessProbe = .init(httpGet: .init(path: "/healthz", port: .int(8080)), periodSeconds: 1)
+        h.run(with); h.run(without)
+        h.waitUntil("ready with headers") { $0.status(of: "uid-with")?.isReady == true }
+        h.waitUntil("probe of the other pod failed") { _ in h.podEvents("uid-without").contains("Unhealthy: Readiness probe failed") }
+        XCTAssertEqual(h.status("uid-without")?.isReady, false)
+        XCTAssertEqual(h.status("uid-with")?.containerStatuses?[0].containerID, "portico://\(h.pids("uid-with")["web"]!)")
+    }
+
+    func testADesiredPodBeingDeletedIsTerminatedWithItsDeletionGracePeriod() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        var pod = shellPod("del", grace: 30, [("c", "trap '' TERM; while true; do sleep 0.05; done")])
+        h.onLoop { h.agent.reconcile(desired: [pod]) }
+        XCTAssertEqual(h.pids("uid-del").count, 1)
+        pod.metadata.deletionTimestamp = "2026-01-01T00:00:00Z"
+        pod.metadata.deletionGracePeriodSeconds = 0
+        h.onLoop { h.agent.reconcile(desired: [pod]) }
+        h.waitUntil("gone after a zero grace period", timeout: 3) { $0.status(of: "uid-del") == nil }
+        h.onLoop { h.agent.reconcile(desired: [pod]) }
+        XCTAssertNil(h.status("uid-del"), "not started again")
+        XCTAssertEqual(h.terminations.map(\.0.uid), ["uid-del"])
+    }
 }

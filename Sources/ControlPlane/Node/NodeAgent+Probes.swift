@@ -103,7 +103,8 @@ extension NodeAgent {
                   done: @escaping (Bool) -> Void) {
         if let h = probe.httpGet {
             guard let port = resolvePort(h.port, c) else { done(false); return }
-            ProbeAttempt.connect(host: h.host ?? rt.ip, port: port, path: h.path ?? "/", loop: loop, timers: timers,
+            ProbeAttempt.connect(host: h.host ?? rt.ip, port: port, path: h.path ?? "/", headers: h.httpHeaders ?? [],
+                                 loop: loop, timers: timers,
                                  timeout: timeout, done: done)
         } else if let t = probe.tcpSocket {
             guard let port = resolvePort(t.port, c) else { done(false); return }

@@ -109,7 +109,7 @@ public final class NodeAgent {
     /// owned by a StatefulSet) keeps the same IP across pods with that key.
     public func run(_ pod: Pod, stableKey: String? = nil, environment: [(name: String, value: String)] = []) {
         let id = Self.identity(of: pod)
-        guard pods[id.uid] == nil else { return }
+        guard pods[id.uid] == nil, pod.metadata.deletionTimestamp == nil else { return }
         let dir = podsDirectory + "/\(id.namespace)_\(id.name)_\(id.uid)"
         let spec = pod.spec ?? Pod.Spec(containers: [])
         let previous = recorded.removeValue(forKey: id.uid)
@@ -199,10 +199,15 @@ public final class NodeAgent {
 
     /// Makes the running set equal `desired`: starts (or adopts) pods not running, terminates
     /// running pods not desired, and kills processes left by an earlier agent for pods no longer
-    /// desired. Idempotent.
+    /// desired. A desired pod with `metadata.deletionTimestamp` is terminated with
+    /// `deletionGracePeriodSeconds`, as the kubelet does before the pod is removed. Idempotent.
     public func reconcile(desired: [Pod]) {
+        for p in desired where p.metadata.deletionTimestamp != nil {
+            stop(podUID: Self.identity(of: p).uid, gracePeriod: p.metadata.deletionGracePeriodSeconds.map(Double.init))
+        }
+        let desired = desired.filter { $0.metadata.deletionTimestamp == nil }
         let wanted = Set(desired.map { Self.identity(of: $0).uid })
-        for rt in Array(pods.values) where !wanted.contains(rt.id.uid) {
+        for rt in Array(pods.values) where !wanted.contains(rt.id.uid) && !rt.terminating {
             stop(podUID: rt.id.uid)
         }
         for (uid, r) in recorded where !wanted.contains(uid) {
