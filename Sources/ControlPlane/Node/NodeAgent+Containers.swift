@@ -55,6 +55,7 @@ extension NodeAgent {
             log.warning("pod \(rt.id) container \(c.spec.name): \(error)")
             event(rt, "Warning", "Failed", "Error: failed to start container \(c.spec.name): \(error)")
             c.everRan = true
+            c.startedAtMonotonic = portico_now_ns()
             exited(c, in: rt, state: ContainerState(terminated: .init(
                 exitCode: 128, reason: "StartError", message: "\(error)", startedAt: now, finishedAt: now)))
             return
