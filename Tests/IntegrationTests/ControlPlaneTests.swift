@@ -247,6 +247,17 @@ final class ControlPlaneTests: ControlPlaneTestCase {
         XCTAssertEqual(PodProcesses.countByPod(prefix: n.app + "-"), [p0.name: 1, p1.name: 1], "one process per ordinal")
         let still0 = try k.pods("app=\(n.app)").first { $0.name == p0.name }
         XCTAssertEqual(still0?.uid, p0.uid, "pod-0 untouched")
+
+        // kubectl scale: up creates the next ordinal, down removes from the highest ordinal.
+        try k.ok(["scale", "statefulset/\(n.app)", "--replicas=3"])
+        let three = try waitForReady(k, n.app, count: 3)
+        XCTAssertEqual(Set(three.map { $0.name }), [p0.name, p1.name, "\(n.app)-2"])
+        try k.ok(["scale", "statefulset/\(n.app)", "--replicas=1"])
+        let one = try waitForReady(k, n.app, count: 1)
+        XCTAssertEqual(one.map { $0.name }, [p0.name], "scale down removes the highest ordinals first")
+        XCTAssertEqual(one.first?.uid, p0.uid)
+        XCTAssertTrue(waitUntil(timeout: 10, interval: 0.1) { PodProcesses.countByPod(prefix: n.app + "-") == [p0.name: 1] },
+                      "only pod-0's process is left: \(PodProcesses.countByPod(prefix: n.app + "-"))")
     }
 
     // MARK: Durability
@@ -276,6 +287,8 @@ final class ControlPlaneTests: ControlPlaneTestCase {
         let (s2, k2) = try start([m])
         XCTAssertEqual(try identities(k2), objects, "the same objects with the same uids after the restart")
         let podsAfter = try waitForReady(k2, n.app, count: 3)
+        print("ControlPlaneTests: after the server's kill -9, pods before \(podsBefore.map { "\($0.name)@\($0.ip)" }), "
+              + "after \(podsAfter.map { "\($0.name)@\($0.ip) restarts=\($0.restartCount)" })")
         // Give the node agent a moment to settle (adopt or restart), then count processes.
         Thread.sleep(forTimeInterval: 2)
         let counts = PodProcesses.countByPod(prefix: n.app + "-")
@@ -370,6 +383,24 @@ final class ControlPlaneTests: ControlPlaneTestCase {
         // Applying the same file again changes nothing.
         let again = try k.ok(["apply", "-f", file])
         XCTAssertTrue(again.stdout.contains("deployment.apps/\(web.app) unchanged"), again.stdout)
+
+        // A modified file (an env var of the template) applied: a rolling update that
+        // `kubectl rollout status` follows to the end.
+        let oldHash = webPods[0].labels["pod-template-hash"] ?? ""
+        _ = try fx.dir.write("all.yaml", Manifest.join([
+            CPManifest.web(web, replicas: 2, version: "2"),
+            CPManifest.service(db, headless: true), CPManifest.statefulSet(db),
+        ]))
+        let updated = try k.ok(["apply", "-f", file])
+        XCTAssertTrue(updated.stdout.contains("deployment.apps/\(web.app) configured"), updated.stdout)
+        XCTAssertTrue(updated.stdout.contains("statefulset.apps/\(db.app) unchanged"), updated.stdout)
+        let rollout = try k.run(["rollout", "status", "deployment/\(web.app)", "--timeout=60s"], timeout: 70)
+        XCTAssertEqual(rollout.exitCode, 0, "rollout status: \(rollout.stdout) \(rollout.stderr)")
+        let rolled = try waitForReady(k, web.app, count: 2)
+        XCTAssertFalse(rolled.contains { $0.labels["pod-template-hash"] == oldHash }, "every pod on the new template")
+        let history = try k.run(["rollout", "history", "deployment/\(web.app)"])
+        XCTAssertEqual(history.exitCode, 0, history.stderr)
+        XCTAssertTrue(history.stdout.contains("1") && history.stdout.contains("2"), "two revisions: \(history.stdout)")
 
         let deleted = try k.run(["delete", "-f", file, "--timeout=40s"], timeout: 50)
         XCTAssertEqual(deleted.exitCode, 0, deleted.stderr)
