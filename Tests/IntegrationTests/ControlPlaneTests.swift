@@ -30,6 +30,22 @@ final class ControlPlaneTests: ControlPlaneTestCase {
         XCTAssertEqual(r.failures, [], "every request through the ingress answered 200 by a pod")
         XCTAssertEqual(Set(r.pods), Set(pods.map { $0.name }), "30 requests reach the 3 pods")
 
+        // What kubectl reads: the Deployment's status, the Ingress's address, the EndpointSlices.
+        let status = try waitStatus(k, "deployment/\(n.app)") { ($0["availableReplicas"] as? Int) == 3 }
+        for field in ["replicas", "readyReplicas", "updatedReplicas", "availableReplicas"] {
+            XCTAssertEqual(status[field] as? Int, 3, "status.\(field): \(status)")
+        }
+        XCTAssertEqual(status["observedGeneration"] as? Int, 1, "\(status)")
+        let conditions = status["conditions"] as? [[String: Any]] ?? []
+        XCTAssertTrue(conditions.contains { $0["type"] as? String == "Available" && $0["status"] as? String == "True" }, "\(conditions)")
+        XCTAssertTrue(conditions.contains { $0["type"] as? String == "Progressing" && $0["status"] as? String == "True" }, "\(conditions)")
+        let ing = try waitStatus(k, "ingress/\(n.app)") { (($0["loadBalancer"] as? [String: Any])?["ingress"] as? [Any])?.isEmpty == false }
+        XCTAssertFalse(((ing["loadBalancer"] as? [String: Any])?["ingress"] as? [Any] ?? []).isEmpty, "status.loadBalancer.ingress set: \(ing)")
+        let slices = try k.json(["endpointslices", "-l", "kubernetes.io/service-name=\(n.app)"])["items"] as? [[String: Any]] ?? []
+        let sliceIPs = Set(slices.flatMap { ($0["endpoints"] as? [[String: Any]]) ?? [] }.flatMap { ($0["addresses"] as? [String]) ?? [] })
+        XCTAssertEqual(sliceIPs, Set(pods.map { $0.ip }), "the EndpointSlices list the 3 pods")
+        XCTAssertEqual(zombies(of: s), [], "no zombie processes")
+
         // The ClusterIP balances over the same pods (the kube-proxy role).
         let c = try Curl.request("http://\(n.clusterIP):80/", maxTime: 5)
         XCTAssertEqual(c.status, 200, "ClusterIP \(n.clusterIP):80 answers: \(c.stderr)")
@@ -78,6 +94,7 @@ final class ControlPlaneTests: ControlPlaneTestCase {
         XCTAssertGreaterThan(result.sent, 20, "the client kept sending")
         XCTAssertEqual(result.failures, [], "traffic continues: \(result.failures.count) of \(result.sent) requests failed while the container was down")
         XCTAssertEqual(get(s, host: n.host).status, 200)
+        XCTAssertEqual(zombies(of: s), [], "the killed process was reaped")
     }
 
     /// `kubectl delete pod` → a new pod with a new name and a new IP takes its place.
@@ -305,6 +322,21 @@ final class ControlPlaneTests: ControlPlaneTestCase {
         let r = spray(s2, host: n.host, count: 15)
         XCTAssertEqual(r.failures, [], "traffic served after the restart")
         XCTAssertEqual(Set(r.pods).union(seen), Set(current.map { $0.name }))
+
+        // An adopted pod is still supervised: kill its process and the new server restarts it.
+        guard let victim = current.first, let proc = PodProcesses.echoes(prefix: victim.name).first else {
+            return XCTFail("no process to kill")
+        }
+        kill(proc.pid, SIGKILL)
+        var now = victim
+        let restarted = try waitUntil(timeout: 30, interval: 0.25) {
+            guard let p = try k2.pods("app=\(n.app)").first(where: { $0.name == victim.name }) else { return false }
+            now = p
+            return p.restartCount > victim.restartCount && p.ready
+        }
+        XCTAssertTrue(restarted, "the killed process of an adopted pod is restarted: \(now.containerStatuses)")
+        XCTAssertTrue(waitUntil(timeout: 5, interval: 0.1) { PodProcesses.countByPod(prefix: n.app + "-") == Dictionary(uniqueKeysWithValues: current.map { ($0.name, 1) }) },
+                      "one process per pod again: \(PodProcesses.countByPod(prefix: n.app + "-"))")
     }
 
     // MARK: The API with kubectl
@@ -422,6 +454,18 @@ final class ControlPlaneTests: ControlPlaneTestCase {
     }
 
     // MARK: Helpers
+
+    /// The zombie children of the server (state Z in /proc/PID/stat with the server as parent).
+    private func zombies(of s: PorticoServer) -> [Int32] {
+        var out: [Int32] = []
+        for e in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(e), let stat = try? String(contentsOfFile: "/proc/\(e)/stat", encoding: .utf8),
+                  let close = stat.range(of: ") ", options: .backwards) else { continue }
+            let fields = stat[close.upperBound...].split(separator: " ")
+            if fields.count > 1, fields[0] == "Z", Int32(fields[1]) == s.process.pid { out.append(pid) }
+        }
+        return out
+    }
 
     /// POSTs a YAML manifest (converted to JSON by kubectl) to the API and returns the status and body.
     private func postJSON(_ k: Kubectl, path: String, yaml: String) throws -> (code: Int, body: String) {
