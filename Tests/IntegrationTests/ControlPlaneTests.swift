@@ -453,6 +453,28 @@ final class ControlPlaneTests: ControlPlaneTestCase {
                       "the deleted Ingress no longer routes")
     }
 
+    /// Events the agent records are what `kubectl describe` shows: describe asks for them with a
+    /// field selector on involvedObject (name, namespace, uid), as `kubectl get events` does.
+    func testKubectlDescribeShowsThePodsEvents() throws {
+        let n = names("ev")
+        let m = try fx.dir.write("web.yaml", CPManifest.web(n, replicas: 1))
+        let (_, k) = try start([m])
+        let pod = try waitForReady(k, n.app, count: 1)[0]
+        let all = try k.run(["get", "events"])
+        XCTAssertEqual(all.exitCode, 0, all.stderr)
+        XCTAssertTrue(all.stdout.contains("pod/\(pod.name)") && all.stdout.contains("Started"), "events recorded: \(all.stdout)")
+
+        let selected = try k.run(["get", "events", "--field-selector", "involvedObject.name=\(pod.name)"])
+        XCTAssertEqual(selected.exitCode, 0, "a field selector on involvedObject.name: \(selected.stderr)")
+        XCTAssertTrue(selected.stdout.contains("Started"), selected.stdout)
+
+        let described = try k.run(["describe", "pod", pod.name])
+        XCTAssertEqual(described.exitCode, 0, described.stderr)
+        XCTAssertTrue(described.stdout.contains(pod.ip), described.stdout)
+        let events = described.stdout.components(separatedBy: "Events:").last ?? ""
+        XCTAssertTrue(events.contains("Started"), "kubectl describe lists the pod's events, not <none>:\nEvents:\(events)")
+    }
+
     // MARK: Helpers
 
     /// The zombie children of the server (state Z in /proc/PID/stat with the server as parent).
