@@ -1,0 +1,95 @@
+// End to end: the update strategies of Deployments and StatefulSets as the processes show them.
+
+import Foundation
+import Glibc
+import XCTest
+
+final class ControlPlaneWorkloadTests: ControlPlaneTestCase {
+
+    /// Recreate: every old pod's process is gone before a new pod's process starts.
+    func testRecreateStopsOldPodsBeforeStartingNewOnes() throws {
+        let n = names("rec")
+        let deploy = CPManifest.deployment(n, replicas: 2).replacingOccurrences(
+            of: "    type: RollingUpdate\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}\n", with: "    type: Recreate\n")
+        XCTAssertTrue(deploy.contains("type: Recreate"))
+        let m = try fx.dir.write("rec.yaml", Manifest.join([deploy, CPManifest.service(n), CPManifest.ingress(n)]))
+        let (_, k) = try start([m])
+        let before = try waitForReady(k, n.app, count: 2)
+        let oldHash = before[0].labels["pod-template-hash"] ?? "?"
+        let oldPrefix = "\(n.app)-\(oldHash)-"
+
+        try k.ok(["set", "env", "deployment/\(n.app)", "VERSION=2"])
+        var overlap: [String] = []
+        var newNames = Set<String>()
+        let done = waitUntil(timeout: 30, interval: 0.01) {
+            let procs = PodProcesses.echoes(prefix: n.app + "-").map { $0.pod }
+            let old = procs.filter { $0.hasPrefix(oldPrefix) }
+            let new = procs.filter { !$0.hasPrefix(oldPrefix) }
+            if !old.isEmpty && !new.isEmpty && overlap.isEmpty { overlap = procs }
+            newNames = Set(new)
+            return old.isEmpty && new.count == 2
+        }
+        XCTAssertTrue(done, "the new pods' processes replace the old ones within 30 s: \(PodProcesses.echoes(prefix: n.app + "-"))")
+        XCTAssertEqual(overlap, [], "Recreate: no new pod runs while an old one does")
+        let rollout = try k.run(["rollout", "status", "deployment/\(n.app)", "--timeout=30s"], timeout: 40)
+        XCTAssertEqual(rollout.exitCode, 0, rollout.stderr)
+        let after = try waitForReady(k, n.app, count: 2)
+        XCTAssertEqual(Set(after.map { $0.name }), newNames)
+    }
+
+    /// StatefulSet RollingUpdate: highest ordinal first, down to the partition; each recreated
+    /// ordinal keeps its name and IP; lowering the partition updates the rest.
+    func testStatefulSetRollingUpdateInReverseOrdinalOrderWithPartition() throws {
+        let n = names("ssu")
+        let sts = CPManifest.statefulSet(n, replicas: 3).replacingOccurrences(
+            of: "  podManagementPolicy: OrderedReady\n",
+            with: "  podManagementPolicy: OrderedReady\n  updateStrategy:\n    type: RollingUpdate\n    rollingUpdate: {partition: 1}\n")
+        XCTAssertTrue(sts.contains("partition: 1"))
+        let m = try fx.dir.write("sts.yaml", Manifest.join([CPManifest.service(n, headless: true), sts]))
+        let (s, k) = try start([m])
+        let before = Dictionary(uniqueKeysWithValues: try waitForReady(k, n.app, count: 3).map { ($0.name, $0) })
+        let name = { (i: Int) in "\(n.app)-\(i)" }
+        guard before.count == 3, let old0 = before[name(0)], let old1 = before[name(1)], let old2 = before[name(2)] else {
+            return XCTFail("pods NAME-0..2: \(before.keys.sorted())")
+        }
+        let oldRevision = old0.labels["controller-revision-hash"] ?? ""
+        XCTAssertFalse(oldRevision.isEmpty, "pods carry controller-revision-hash: \(old0.labels)")
+
+        try k.ok(["set", "env", "statefulset/\(n.app)", "VERSION=2"])
+        var pods: [String: KPod] = [:]
+        let updated = try waitUntil(timeout: 30, interval: 0.2) {
+            pods = Dictionary(uniqueKeysWithValues: try k.pods("app=\(n.app)", terminating: true).map { ($0.name, $0) })
+            return pods.count == 3 && pods.values.allSatisfy { $0.ready }
+                && pods[name(1)]?.uid != old1.uid && pods[name(2)]?.uid != old2.uid
+        }
+        XCTAssertTrue(updated, "ordinals 2 and 1 recreated: \(pods.mapValues { "\($0.uid) ready=\($0.ready)" })")
+        XCTAssertEqual(pods[name(0)]?.uid, old0.uid, "the partition keeps ordinal 0 on the old revision")
+        XCTAssertEqual(pods[name(0)]?.labels["controller-revision-hash"], oldRevision)
+        let newRevision = pods[name(2)]?.labels["controller-revision-hash"] ?? ""
+        XCTAssertNotEqual(newRevision, oldRevision)
+        XCTAssertEqual(pods[name(1)]?.labels["controller-revision-hash"], newRevision)
+        XCTAssertEqual(pods[name(1)]?.ip, old1.ip, "ordinal 1 keeps its IP")
+        XCTAssertEqual(pods[name(2)]?.ip, old2.ip, "ordinal 2 keeps its IP")
+        // Reverse ordinal order, from the agent's log: the new pod-2 starts before the new pod-1.
+        let log = s.process.stderr
+        if let uid2 = pods[name(2)]?.uid, let uid1 = pods[name(1)]?.uid,
+           let start2 = log.range(of: "pod default/\(name(2)) (\(uid2)) starting"),
+           let start1 = log.range(of: "pod default/\(name(1)) (\(uid1)) starting") {
+            XCTAssertLessThan(start2.lowerBound, start1.lowerBound, "ordinal 2 is updated before ordinal 1")
+        } else {
+            XCTFail("the agent's start lines of the new pods are in the log")
+        }
+
+        try k.ok(["patch", "statefulset", n.app, "-p", #"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#])
+        let rollout = try k.run(["rollout", "status", "statefulset/\(n.app)", "--timeout=40s"], timeout: 50)
+        XCTAssertEqual(rollout.exitCode, 0, "rollout status: \(rollout.stdout) \(rollout.stderr)")
+        let final = Dictionary(uniqueKeysWithValues: try waitForReady(k, n.app, count: 3).map { ($0.name, $0) })
+        XCTAssertNotEqual(final[name(0)]?.uid, old0.uid, "ordinal 0 updated once the partition is 0")
+        XCTAssertEqual(final[name(0)]?.ip, old0.ip, "ordinal 0 keeps its IP")
+        XCTAssertEqual(Set(final.values.map { $0.labels["controller-revision-hash"] ?? "" }), [newRevision])
+        XCTAssertEqual(PodProcesses.countByPod(prefix: n.app + "-"), [name(0): 1, name(1): 1, name(2): 1], "one process per ordinal")
+        let status = try k.json(["statefulset", n.app])["status"] as? [String: Any] ?? [:]
+        XCTAssertEqual(status["updateRevision"] as? String, status["currentRevision"] as? String, "\(status)")
+        XCTAssertEqual(status["updatedReplicas"] as? Int, 3, "\(status)")
+    }
+}
