@@ -92,4 +92,36 @@ final class ControlPlaneWorkloadTests: ControlPlaneTestCase {
         XCTAssertEqual(status["updateRevision"] as? String, status["currentRevision"] as? String, "\(status)")
         XCTAssertEqual(status["updatedReplicas"] as? Int, 3, "\(status)")
     }
+
+    /// The server killed (-9) in the middle of a rolling update: on restart the controllers
+    /// converge — the rollout completes, one process per pod, none left of the old pods.
+    func testServerKilledMidRolloutConvergesOnRestart() throws {
+        let n = names("mid")
+        let m = try fx.dir.write("web.yaml", CPManifest.web(n))
+        let (s1, k1) = try start([m])
+        let before = try waitForReady(k1, n.app, count: 3)
+        let oldHash = before[0].labels["pod-template-hash"] ?? "?"
+        try k1.ok(["set", "env", "deployment/\(n.app)", "VERSION=2"])
+        // Kill it once the new ReplicaSet has started (at least one new pod), before it is done.
+        waitUntil(timeout: 10, interval: 0.02) {
+            PodProcesses.echoes(prefix: n.app + "-").contains { !$0.pod.hasPrefix("\(n.app)-\(oldHash)-") }
+        }
+        s1.process.signal(SIGKILL)
+        XCTAssertNotNil(s1.process.waitForExit(timeout: 10))
+
+        let (s2, k2) = try start([m])
+        let rollout = try k2.run(["rollout", "status", "deployment/\(n.app)", "--timeout=40s"], timeout: 50)
+        XCTAssertEqual(rollout.exitCode, 0, "the rollout completes after the restart: \(rollout.stdout) \(rollout.stderr)")
+        let after = try waitForReady(k2, n.app, count: 3)
+        XCTAssertFalse(after.contains { $0.labels["pod-template-hash"] == oldHash }, "all pods on the new template: \(after.map { $0.name })")
+        XCTAssertTrue(waitUntil(timeout: 15, interval: 0.1) {
+            PodProcesses.countByPod(prefix: n.app + "-") == Dictionary(uniqueKeysWithValues: after.map { ($0.name, 1) })
+        }, "one process per pod, none for old pods: \(PodProcesses.countByPod(prefix: n.app + "-")) vs \(after.map { $0.name })")
+        var seen = Set<String>()
+        waitUntil(timeout: 10, interval: 0.1) {
+            if let p = get(s2, host: n.host).pod { seen.insert(p) }
+            return seen.count == 3
+        }
+        XCTAssertEqual(seen, Set(after.map { $0.name }), "traffic reaches the new pods")
+    }
 }
