@@ -454,8 +454,9 @@ final class ControlPlaneTests: ControlPlaneTestCase {
     }
 
     /// Events the agent records are what `kubectl describe` shows: describe asks for them with a
-    /// field selector on involvedObject (name, namespace, uid), as `kubectl get events` does.
-    func testKubectlDescribeShowsThePodsEvents() throws {
+    /// field selector on involvedObject (name, namespace, uid), as `kubectl get events` does; and
+    /// `kubectl logs` reads the container's output through the pods/log subresource.
+    func testKubectlDescribeEventsAndLogsOfAPod() throws {
         let n = names("ev")
         let m = try fx.dir.write("web.yaml", CPManifest.web(n, replicas: 1))
         let (_, k) = try start([m])
@@ -473,6 +474,11 @@ final class ControlPlaneTests: ControlPlaneTestCase {
         XCTAssertTrue(described.stdout.contains(pod.ip), described.stdout)
         let events = described.stdout.components(separatedBy: "Events:").last ?? ""
         XCTAssertTrue(events.contains("Started"), "kubectl describe lists the pod's events, not <none>:\nEvents:\(events)")
+
+        // The container's output through the log subresource.
+        let logs = try k.run(["logs", pod.name])
+        XCTAssertEqual(logs.exitCode, 0, "kubectl logs: \(logs.stderr)")
+        XCTAssertTrue(logs.stdout.contains("listening on \(pod.ip):\(n.port)"), "kubectl logs shows the container's output: \(logs.stdout)")
     }
 
     // MARK: Helpers
