@@ -1,0 +1,250 @@
+import ArgumentParser
+import ControlPlane
+import Foundation
+import Objects
+import Yams
+
+/// One object of a manifest, as JSON to send, with where it came from.
+struct ManifestObject {
+    var json: JSONValue
+    var type: ResourceType
+    var file: String
+    var document: Int
+}
+
+/// Reads manifests for `apply -f` and `delete -f`: every file is validated by `ManifestLoader`
+/// (strict decoding and the same rules the API server applies) plus the workload checks below,
+/// and any problem is reported with its file, object and field before anything is sent.
+enum ClientManifests {
+    static func load(_ paths: [String]) throws -> [ManifestObject] {
+        let checked = ManifestLoader.load(paths: paths)
+        var problems = checked.problems
+        var objects: [ManifestObject] = []
+        for file in files(paths) {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
+            guard var documents = try? Yams.compose_all(yaml: text) else { continue }   // reported by the loader
+            var index = 0
+            while let node = documents.next() {
+                index += 1
+                let doc = ClientYAML.json(node)
+                if doc == .null { continue }
+                let items: [JSONValue]
+                if (doc["kind"]?.stringValue ?? "").hasSuffix("List"), let list = doc["items"]?.arrayValue { items = list } else { items = [doc] }
+                for item in items {
+                    let apiVersion = item["apiVersion"]?.stringValue ?? "", kind = item["kind"]?.stringValue ?? ""
+                    if apiVersion.isEmpty || kind.isEmpty { continue }   // reported by the loader
+                    guard let type = ResourceType.find(apiVersion: apiVersion, kind: kind) else {
+                        problems.append(ManifestProblem(file: file, document: index, kind: kind, name: item.name, field: "kind",
+                            message: "no matches for kind \"\(kind)\" in version \"\(apiVersion)\" (Portico serves: \(ResourceType.all.map(\.kind).joined(separator: ", ")))"))
+                        continue
+                    }
+                    let found = workloadProblems(type, item).map {
+                        ManifestProblem(file: file, document: index, kind: kind, namespace: item.namespace.isEmpty ? "default" : item.namespace,
+                                        name: item.name, field: $0.field, message: $0.message)
+                    }
+                    if item.name.isEmpty && found.isEmpty && KubeObject.kind(apiVersion: apiVersion, kind: kind) == nil {
+                        problems.append(ManifestProblem(file: file, document: index, kind: kind, field: "metadata.name", message: "required value"))
+                    }
+                    problems += found
+                    objects.append(ManifestObject(json: item, type: type, file: file, document: index))
+                }
+            }
+        }
+        if !problems.isEmpty {
+            throw ClientFailure(message: problems.map { "error: \($0.description)" }.joined(separator: "\n"), exitCode: 1)
+        }
+        if objects.isEmpty { throw ClientFailure.failed("no objects passed to apply") }
+        return objects
+    }
+
+    /// The files a list of `-f` paths names, in the loader's order (a folder's yaml/yml/json files, sorted).
+    static func files(_ paths: [String]) -> [String] {
+        var out: [String] = []
+        let fm = FileManager.default
+        for path in paths {
+            var isDirectory: ObjCBool = false
+            guard fm.fileExists(atPath: path, isDirectory: &isDirectory) else { continue }
+            if isDirectory.boolValue {
+                let names = ((try? fm.contentsOfDirectory(atPath: path)) ?? [])
+                    .filter { ManifestLoader.extensions.contains(($0 as NSString).pathExtension.lowercased()) && !$0.hasPrefix(".") }
+                    .sorted()
+                out += names.map { path.hasSuffix("/") ? path + $0 : path + "/" + $0 }
+            } else {
+                out.append(path)
+            }
+        }
+        return out
+    }
+
+    /// Deployments, ReplicaSets and StatefulSets, which module Objects does not model: a
+    /// selector, one that matches the template's labels, and named containers with a command.
+    static func workloadProblems(_ type: ResourceType, _ o: JSONValue) -> [FieldError] {
+        guard [ResourceType.deployments, .replicaSets, .statefulSets, .pods].contains(type) else { return [] }
+        var out: [FieldError] = []
+        if o.name.isEmpty { out.append(FieldError("metadata.name", "required value")) }
+        let podSpec: JSONValue?, prefix: String
+        if type == .pods {
+            podSpec = o["spec"]; prefix = "spec"
+        } else {
+            podSpec = o[path: ["spec", "template", "spec"]]; prefix = "spec.template.spec"
+            if let r = o[path: ["spec", "replicas"]], r != .null, (r.intValue ?? -1) < 0 {
+                out.append(FieldError("spec.replicas", "invalid value: must be a non-negative integer"))
+            }
+            let match = o[path: ["spec", "selector", "matchLabels"]]?.stringMap ?? [:]
+            let exprs = o[path: ["spec", "selector", "matchExpressions"]]?.arrayValue ?? []
+            let labels = o[path: ["spec", "template", "metadata", "labels"]]?.stringMap ?? [:]
+            if match.isEmpty && exprs.isEmpty {
+                out.append(FieldError("spec.selector", "required value: a label selector matching spec.template.metadata.labels"))
+            } else if match.contains(where: { labels[$0.key] != $0.value }) {
+                out.append(FieldError("spec.template.metadata.labels", "invalid value: `selector` does not match template `labels`"))
+            }
+        }
+        let containers = podSpec?["containers"]?.arrayValue ?? []
+        if containers.isEmpty { out.append(FieldError("\(prefix).containers", "required value")) }
+        for (i, c) in containers.enumerated() {
+            if (c["name"]?.stringValue ?? "").isEmpty { out.append(FieldError("\(prefix).containers[\(i)].name", "required value")) }
+            if (c["command"]?.arrayValue ?? []).isEmpty {
+                out.append(FieldError("\(prefix).containers[\(i)].command", "required value: Portico runs each container as a local process from its command (the image is only recorded)"))
+            }
+        }
+        return out
+    }
+}
+
+/// The JSON merge patch that takes `current` to `modified`, deleting what `original` (the last
+/// applied configuration) had and `modified` no longer has: kubectl's three-way apply for
+/// types without a strategic-merge schema. Lists are replaced whole, and only when the file
+/// changed them since the last apply: a list the server filled in with defaults (a Service
+/// port's `protocol`) would otherwise differ from the file on every apply.
+enum ApplyPatch {
+    static func threeWay(original: JSONValue?, modified: JSONValue, current: JSONValue?) -> JSONValue? {
+        guard case .object(let m) = modified else { return modified == current ? nil : modified }
+        let o = original?.objectValue ?? [:]
+        let c = current?.objectValue ?? [:]
+        var patch: [String: JSONValue] = [:]
+        for (k, mv) in m {
+            if case .object = mv, let cv = c[k], case .object = cv {
+                if let sub = threeWay(original: o[k], modified: mv, current: cv) { patch[k] = sub }
+            } else if c[k] != mv {
+                if case .array = mv, c[k] != nil, o[k] == mv { continue }
+                patch[k] = mv
+            }
+        }
+        for k in o.keys where m[k] == nil && c[k] != nil { patch[k] = .null }
+        return patch.isEmpty ? nil : .object(patch)
+    }
+}
+
+let lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
+
+struct Apply: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create or update objects from manifest files.",
+        discussion: """
+        Each object is read from the server: a missing one is created (POST); an existing one is \
+        updated with a JSON merge patch computed as kubectl does (three-way, from the \
+        kubectl.kubernetes.io/last-applied-configuration annotation, the file and the live object), \
+        so fields the server fills in (clusterIP, status) are kept and fields removed from the file \
+        are removed from the object. Files are validated before anything is sent.
+        """)
+
+    @OptionGroup var options: ClientOptions
+
+    @Option(name: [.customShort("f"), .customLong("filename")], help: "A manifest file or folder (repeatable).")
+    var files: [String] = []
+
+    func run() throws {
+        try runClient {
+            guard !files.isEmpty else { throw ClientFailure.usage("apply: -f FILE is required") }
+            let objects = try ClientManifests.load(files)
+            let api = try options.client()
+            var failed = false
+            for o in objects {
+                do {
+                    let verb = try apply(o, api)
+                    writeOut("\(o.type.singularGroup)/\(o.json.name) \(verb)\n")
+                } catch let f as ClientFailure {
+                    if f.message.hasPrefix("error: cannot reach") { throw f }
+                    writeErr(f.message + "\n")
+                    failed = true
+                }
+            }
+            if failed { throw ClientFailure(message: "", exitCode: 1) }
+        }
+    }
+
+    func apply(_ o: ManifestObject, _ api: APIClient) throws -> String {
+        let ns = o.type.namespaced ? (o.json.namespace.isEmpty ? options.namespace : o.json.namespace) : nil
+        var modified = o.json
+        if let ns { modified[path: ["metadata", "namespace"]] = .string(ns) }
+        var annotations = modified[path: ["metadata", "annotations"]]?.objectValue ?? [:]
+        annotations[lastAppliedAnnotation] = nil
+        var recorded = modified
+        recorded[path: ["metadata", "annotations"]] = annotations.isEmpty ? nil : .object(annotations)
+        annotations[lastAppliedAnnotation] = .string(recorded.jsonString + "\n")
+        modified[path: ["metadata", "annotations"]] = .object(annotations)
+
+        let path = o.type.path(namespace: ns, name: o.json.name)
+        let live = try api.request("GET", path)
+        if live.status == 404 {
+            _ = try api.json("POST", o.type.path(namespace: ns), body: modified)
+            return "created"
+        }
+        guard live.ok else { throw ClientFailure.server(live.status, live.body) }
+        let current = try live.json()
+        let original = (current[path: ["metadata", "annotations", lastAppliedAnnotation]]?.stringValue).flatMap { try? JSONValue.parse($0) }
+        guard let patch = ApplyPatch.threeWay(original: original, modified: modified, current: current) else { return "unchanged" }
+        _ = try api.json("PATCH", path, body: patch, contentType: "application/merge-patch+json")
+        return "configured"
+    }
+}
+
+struct Delete: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Delete objects by kind and name, or those of manifest files.",
+        discussion: "Owned objects (a Deployment's ReplicaSets and Pods) are deleted by the server through their ownerReferences.")
+
+    @OptionGroup var options: ClientOptions
+
+    @Option(name: [.customShort("f"), .customLong("filename")], help: "Delete the objects of a manifest file or folder (repeatable).")
+    var files: [String] = []
+
+    @Flag(name: .customLong("ignore-not-found"), help: "Treat a missing object as deleted.")
+    var ignoreNotFound = false
+
+    @Argument(help: "KIND NAME [NAME...] or KIND/NAME [KIND/NAME...]")
+    var args: [String] = []
+
+    func run() throws {
+        try runClient {
+            var targets: [(ResourceType, String?, String)] = []
+            if !files.isEmpty {
+                guard args.isEmpty else { throw ClientFailure.usage("delete: give either -f or KIND NAME, not both") }
+                for o in try ClientManifests.load(files) {
+                    targets.append((o.type, o.json.namespace.isEmpty ? nil : o.json.namespace, o.json.name))
+                }
+            } else if !args.isEmpty && args.allSatisfy({ $0.contains("/") }) {
+                for a in args { let (t, n) = try kindAndName([a], command: "delete"); targets.append((t, nil, n)) }
+            } else if args.count >= 2 {
+                let t = try ResourceType.require(args[0])
+                for n in args.dropFirst() { targets.append((t, nil, n)) }
+            } else {
+                throw ClientFailure.usage("delete: expected KIND NAME, KIND/NAME or -f FILE")
+            }
+            let api = try options.client()
+            var failed = false
+            for (type, ns, name) in targets {
+                let r = try api.request("DELETE", type.path(namespace: ns ?? options.namespace, name: name))
+                if r.ok {
+                    writeOut("\(type.singularGroup) \"\(name)\" deleted\n")
+                } else if r.status == 404 && ignoreNotFound {
+                    continue
+                } else {
+                    writeErr(ClientFailure.server(r.status, r.body).message + "\n")
+                    failed = true
+                }
+            }
+            if failed { throw ClientFailure(message: "", exitCode: 1) }
+        }
+    }
+}
