@@ -154,14 +154,11 @@ struct Get: ParsableCommand {
     @Argument(help: "KIND[,KIND...] [NAME...], or KIND/NAME...")
     var args: [String] = []
 
-    func validate() throws {
-        if let o = output, !["wide", "yaml", "json", "name"].contains(o) {
-            throw ValidationError("--output must be wide, yaml, json or name, not \(o)")
-        }
-    }
-
     func run() throws {
         try runClient {
+            if let o = output, !["wide", "yaml", "json", "name"].contains(o) {
+                throw ClientFailure.usage("get: --output must be wide, yaml, json or name, not \(o)")
+            }
             guard !args.isEmpty else {
                 throw ClientFailure.usage("get: you must specify the type of resource to get (pods, services, deployments, ingresses, ...)")
             }
@@ -172,7 +169,12 @@ struct Get: ParsableCommand {
                     if let i = requests.firstIndex(where: { $0.0 == t }) { requests[i].1.append(n) } else { requests.append((t, [n])) }
                 }
             } else {
-                let kinds = try args[0].split(separator: ",").map { try ResourceType.require(String($0)) }
+                var kinds: [ResourceType] = []
+                for k in args[0].split(separator: ",") {
+                    // `all`, as in kubectl: the workload and service kinds.
+                    let add = k == "all" ? [.pods, .services, .deployments, .replicaSets, .statefulSets] : [try ResourceType.require(String(k))]
+                    for t in add where !kinds.contains(t) { kinds.append(t) }
+                }
                 let names = Array(args.dropFirst())
                 if !names.isEmpty && kinds.count > 1 {
                     throw ClientFailure.usage("get: names can only be given with one kind (or use KIND/NAME)")
@@ -203,7 +205,10 @@ struct Get: ParsableCommand {
                 items = items.map { var o = $0; o["apiVersion"] = .string(type.apiVersion); o["kind"] = .string(type.kind); return o }
                 collected.append((type, items))
             }
-            try print(collected, multi: multi, single: requests.count == 1 && requests[0].1.count == 1)
+            let named = requests.contains { !$0.1.isEmpty }
+            if !(named && collected.allSatisfy(\.1.isEmpty)) {
+                try print(collected, multi: multi, single: requests.count == 1 && requests[0].1.count == 1)
+            }
             if failed { throw ClientFailure(message: "", exitCode: 1) }
             if watch { try watchChanges(api, requests[0].0, ns: requests[0].1.isEmpty ? ns : options.namespace, from: listVersion, names: requests[0].1) }
         }
@@ -270,9 +275,16 @@ struct Get: ParsableCommand {
     }
 }
 
-/// Indented JSON with sorted keys, as `-o json` prints.
-func prettyJSON(_ v: JSONValue) -> String {
-    let e = JSONEncoder()
-    e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-    return (try? String(decoding: e.encode(v), as: UTF8.self)) ?? "null"
+/// Indented JSON with sorted keys, as `kubectl get -o json` prints (`"key": value`, 4 spaces).
+func prettyJSON(_ v: JSONValue, indent: Int = 0) -> String {
+    let pad = String(repeating: " ", count: indent + 4), end = String(repeating: " ", count: indent)
+    switch v {
+    case .object(let o) where !o.isEmpty:
+        let members = o.keys.sorted().map { pad + JSONValue.string($0).jsonString + ": " + prettyJSON(o[$0]!, indent: indent + 4) }
+        return "{\n" + members.joined(separator: ",\n") + "\n" + end + "}"
+    case .array(let a) where !a.isEmpty:
+        return "[\n" + a.map { pad + prettyJSON($0, indent: indent + 4) }.joined(separator: ",\n") + "\n" + end + "]"
+    default:
+        return v.jsonString
+    }
 }

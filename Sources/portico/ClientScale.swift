@@ -18,12 +18,9 @@ struct Scale: ParsableCommand {
     @Argument(help: "KIND/NAME or KIND NAME (deploy/web, sts/db)")
     var args: [String] = []
 
-    func validate() throws {
-        if replicas < 0 { throw ValidationError("--replicas must be zero or more") }
-    }
-
     func run() throws {
         try runClient {
+            if replicas < 0 { throw ClientFailure.usage("scale: --replicas must be zero or more") }
             let (type, name) = try kindAndName(args, command: "scale")
             guard type.hasScale else { throw ClientFailure.usage("scale: \(type.resource) cannot be scaled") }
             let api = try options.client()
