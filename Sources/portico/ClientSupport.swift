@@ -203,6 +203,9 @@ enum ClientYAML {
                 && !s.hasSuffix(" ") && !s.hasSuffix(":") && !s.contains(": ")
                 && !reserved.contains(s.lowercased()) && Double(s) == nil
             if looksPlain { return s }
+            // Dotted numbers (addresses, versions) are strings to every YAML reader; print them plain.
+            if s.split(separator: ".", omittingEmptySubsequences: false).count >= 3,
+               s.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }), !s.hasPrefix("."), !s.hasSuffix(".") { return s }
             return JSONValue.string(s).jsonString   // a JSON string is a YAML double-quoted scalar
         }
     }
