@@ -438,6 +438,8 @@ final class ClientConnection: Channel {
         respParser.reset()
         respHeadDone = false
         writeRequestHead(into: up.out)
+        // The head may already have carried a body that broke a limit: then the exchange is over.
+        guard upstream === up else { return }
         if up.connected {
             worker.upstreamTimer.arm(up)
             pumpRequest()
@@ -636,7 +638,12 @@ final class ClientConnection: Channel {
                     up.out.consume(fromA)
                     let fromB = n - fromA
                     if fromB > 0 { buf.consume(fromB); reqForwardable -= fromB }
-                    if n < a.count + b.count { up.canWrite = false; return }
+                    // A short plain write means the socket is full (an EPOLLOUT edge follows); a
+                    // short TLS write may just be one record, so TLS writes go on until .wouldBlock.
+                    if n < a.count + b.count {
+                        if up.tls == nil { up.canWrite = false; return }
+                        continue
+                    }
                 case .wouldBlock:
                     up.canWrite = false
                     return
@@ -695,7 +702,10 @@ final class ClientConnection: Channel {
                     out.consume(fromA)
                     let fromB = n - fromA
                     if fromB > 0 { up.inBuf.consume(fromB); respForwardable -= fromB }
-                    if n < a.count + b.count { canWrite = false; worker.sendTimer.arm(self); return }
+                    if n < a.count + b.count {
+                        if tls == nil { canWrite = false; worker.sendTimer.arm(self); return }
+                        continue  // TLS took one record: write the rest before anything else
+                    }
                     if isTimer(on: worker.sendTimer) { cancelTimer() }
                 case .wouldBlock:
                     canWrite = false
@@ -1031,7 +1041,7 @@ let ms = portico_wall_millis()
             switch clientWrite(out.readable) {
             case .bytes(let n):
                 out.consume(n)
-                if out.readableCount > 0 { canWrite = false }
+                if out.readableCount > 0 && tls == nil { canWrite = false }
             case .wouldBlock:
                 canWrite = false
             case .error, .eof:
@@ -1083,7 +1093,7 @@ let ms = portico_wall_millis()
                         out.consume(fromA)
                         up.inBuf.consume(n - fromA)
                         bytesOut &+= UInt64(n)
-                        if out.readableCount > 0 || !up.inBuf.isEmpty { canWrite = false } else { progress = true }
+                        if (out.readableCount > 0 || !up.inBuf.isEmpty) && tls == nil { canWrite = false } else { progress = true }
                     case .wouldBlock: canWrite = false
                     case .error, .eof: endTunnel(); return
                     }
@@ -1103,7 +1113,7 @@ let ms = portico_wall_millis()
                     case .bytes(let n):
                         buf.consume(n)
                         bytesIn &+= UInt64(n)
-                        if !buf.isEmpty { up.canWrite = false } else { progress = true }
+                        if !buf.isEmpty && up.tls == nil { up.canWrite = false } else { progress = true }
                     case .wouldBlock: up.canWrite = false
                     case .error, .eof: endTunnel(); return
                     }

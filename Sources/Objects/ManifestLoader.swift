@@ -9,9 +9,11 @@ public struct LoadedObject: Sendable, Equatable {
     public var document: Int
     /// Index in `items` when the object came from a `kind: List` document.
     public var item: Int?
+    /// The document as written (JSON-shaped), for storing kinds this module does not model.
+    public var raw: JSONValue?
 
-    public init(object: KubeObject, file: String, document: Int, item: Int? = nil) {
-        self.object = object; self.file = file; self.document = document; self.item = item
+    public init(object: KubeObject, file: String, document: Int, item: Int? = nil, raw: JSONValue? = nil) {
+        self.object = object; self.file = file; self.document = document; self.item = item; self.raw = raw
     }
 }
 
@@ -195,7 +197,8 @@ public enum ManifestLoader {
                 return
             }
             let object = KubeObject.unknown(apiVersion: apiVersion, kind: kind, name: name ?? "")
-            result.objects.append(LoadedObject(object: object, file: file, document: document, item: item))
+            let raw = try? YAMLDecoder().decode(JSONValue.self, from: node)
+            result.objects.append(LoadedObject(object: object, file: file, document: document, item: item, raw: raw))
             return
         }
         let object: KubeObject
@@ -217,7 +220,8 @@ public enum ManifestLoader {
             problems.append(problem(error.field, error.message, kind: kind, namespace: namespace, name: name))
         }
         if problems.isEmpty {
-            result.objects.append(LoadedObject(object: object, file: file, document: document, item: item))
+            result.objects.append(LoadedObject(object: object, file: file, document: document, item: item,
+                                               raw: try? YAMLDecoder().decode(JSONValue.self, from: node)))
         } else {
             result.problems += problems
         }

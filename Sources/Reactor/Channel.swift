@@ -60,6 +60,8 @@ public final class TimerQueue {
 
     /// Sets `channel`'s deadline to now + duration (moving it from any other queue).
     @inline(__always) public func arm(_ channel: Channel) {
+        // A closed channel is about to be released by the loop: it must not be linked anywhere.
+        if channel.isClosed { return }
         if let q = channel.timerQueueRef { q._withUnsafeGuaranteedRef { $0.remove(channel) } }
         let me = Unmanaged.passUnretained(channel)
         channel.timerDeadline = loop.now &+ durationNanos

@@ -6,11 +6,16 @@ import Glibc
 /// The server side of TLS: the settings every handshake uses and the certificates chosen by SNI.
 ///
 /// Every connection starts on one base `SSL_CTX` holding the default certificate, the session
-/// cache and the ticket key callback; the SNI callback then moves the connection to the
-/// `SSL_CTX` of the certificate for the name the client sent. OpenSSL keeps issuing and reading
-/// tickets and cached sessions through the base context, so resumption works whichever
-/// certificate was served. Settings: TLS 1.2 and 1.3 only, Mozilla's intermediate ciphers,
-/// groups X25519 and P-256, ALPN `http/1.1`.
+/// cache and the ticket key callback; the ClientHello callback then moves the connection to the
+/// `SSL_CTX` of the certificate for the SNI name the client sent, before OpenSSL looks at any
+/// session the client offers. OpenSSL keeps issuing and reading tickets and cached sessions
+/// through the base context (one cache, one set of ticket keys), and each certificate's
+/// `SSL_CTX` has its own session id context (the SHA-256 of its leaf certificate), so a session
+/// resumes only on a connection served the same certificate, never across certificates.
+///
+/// Settings: TLS 1.2 and 1.3 only, Mozilla's intermediate ciphers, groups X25519 and P-256,
+/// ALPN `http/1.1`, tickets with keys rotated every 12 hours, a session cache for TLS 1.2
+/// clients without tickets.
 public final class TLSServerContext: @unchecked Sendable {
     /// Mozilla's intermediate profile for TLS 1.2 without the DHE suites (no FFDHE groups are
     /// offered); TLS 1.3 uses OpenSSL's default suites, which are the same as Mozilla's.
@@ -19,7 +24,6 @@ public final class TLSServerContext: @unchecked Sendable {
     /// Ticket keys are replaced this often; the previous key still decrypts for one more period.
     public static let ticketKeyRotation = 12 * 3600
     static let sessionTimeout: Int = 12 * 3600
-    static let sessionContextID: [UInt8] = Array("portico".utf8)
 
     /// The SSL_CTX every connection is created from (default certificate).
     let baseContext: OpaquePointer
@@ -64,6 +68,7 @@ public final class TLSServerContext: @unchecked Sendable {
         portico_SSL_CTX_sess_set_cache_size(baseContext, 20480)
         SSL_CTX_set_timeout(baseContext, Int(TLSServerContext.sessionTimeout))
         SSL_CTX_set_tlsext_ticket_key_evp_cb(baseContext, ticketKeyCallback)
+        SSL_CTX_set_client_hello_cb(baseContext, clientHelloCallback, nil)
         portico_SSL_CTX_set_tlsext_servername_callback(baseContext, serverNameCallback)
         OpenSSLErrors.clear()
     }
@@ -148,22 +153,22 @@ public final class TLSServerContext: @unchecked Sendable {
     public func rotateTicketKeys() { ticketKeys.rotate() }
 
     /// The SSL_CTX for an SNI name (exact, then one-label wildcard), or nil for the default.
-    func context(forServerName name: UnsafePointer<CChar>) -> ContextBox? {
+    func context(forServerName name: String) -> ContextBox? {
         pthread_mutex_lock(mutex)
         let current = store
         pthread_mutex_unlock(mutex)
-        return current.lookup(String(cString: name))
+        return current.lookup(name)
     }
 
-    /// The SSL_CTX chosen for `serverName` (nil: the default), for tests.
+    /// The SSL_CTX chosen for `serverName` (the default's when none matches), for tests.
     func contextPointer(forServerName serverName: String) -> OpaquePointer {
-        serverName.withCString { context(forServerName: $0)?.context } ?? baseContext
+        context(forServerName: serverName)?.context ?? baseContext
     }
 
     /// The subject CN served for `serverName` (nil: no SNI), for tests and the admin endpoint.
     public func subject(forServerName serverName: String?) -> String {
         guard let serverName else { return defaultSubject }
-        return serverName.withCString { context(forServerName: $0)?.subject ?? defaultSubject }
+        return context(forServerName: serverName)?.subject ?? defaultSubject
     }
 
     // MARK: Building contexts
@@ -220,10 +225,13 @@ public final class TLSServerContext: @unchecked Sendable {
         guard portico_SSL_CTX_set1_groups_list(ctx, groups) == 1 else { throw fail("setting the groups") }
         portico_SSL_CTX_set_mode(ctx, portico_nonblocking_modes())
         portico_SSL_CTX_set_alpn_http11(ctx)
-        let sidOK = sessionContextID.withUnsafeBufferPointer {
-            SSL_CTX_set_session_id_context(ctx, $0.baseAddress, UInt32($0.count))
+        // Sessions resume only under the certificate they were made with.
+        var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        guard X509_digest(certificate.chain[0], EVP_sha256(), &digest, &length) == 1,
+              SSL_CTX_set_session_id_context(ctx, digest, min(length, UInt32(SSL_MAX_SID_CTX_LENGTH))) == 1 else {
+            throw fail("setting the session id context")
         }
-        guard sidOK == 1 else { throw fail("setting the session id context") }
         guard SSL_CTX_use_certificate(ctx, certificate.chain[0]) == 1 else { throw fail("using the certificate") }
         for intermediate in certificate.chain.dropFirst() {
             // add0 takes ownership of the reference it is given.
@@ -289,15 +297,51 @@ final class CertificateStore {
 }
 
 /// SNI: move the connection to the SSL_CTX of the certificate for the name the client sent.
-/// The TLSServerContext is the SSL's app data (set by TLSSession).
-private let serverNameCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { ssl, _, _ in
-    guard let ssl, let data = SSL_get_ex_data(ssl, 0),
-          let name = SSL_get_servername(ssl, Int32(TLSEXT_NAMETYPE_host_name)) else { return SSL_TLSEXT_ERR_OK }
-    let server = Unmanaged<TLSServerContext>.fromOpaque(data).takeUnretainedValue()
-    if let box = server.context(forServerName: name) {
-        if SSL_set_SSL_CTX(ssl, box.context) == nil { return SSL_TLSEXT_ERR_ALERT_FATAL }
+/// Done on the ClientHello, before OpenSSL parses the extensions, so that the session id
+/// context checked on resumption is the chosen certificate's. The TLSServerContext is the
+/// SSL's app data (set by TLSSession).
+private let clientHelloCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { ssl, alert, _ in
+    guard let ssl, let data = SSL_get_ex_data(ssl, 0) else { return SSL_CLIENT_HELLO_SUCCESS }
+    var ext: UnsafePointer<UInt8>? = nil
+    var length = 0
+    guard SSL_client_hello_get0_ext(ssl, UInt32(TLSEXT_TYPE_server_name), &ext, &length) == 1, let ext,
+          let name = hostName(fromServerNameExtension: UnsafeBufferPointer(start: ext, count: length)) else {
+        return SSL_CLIENT_HELLO_SUCCESS
     }
-    return SSL_TLSEXT_ERR_OK
+    let server = Unmanaged<TLSServerContext>.fromOpaque(data).takeUnretainedValue()
+    if let box = server.context(forServerName: name), SSL_set_SSL_CTX(ssl, box.context) == nil {
+        alert?.pointee = SSL_AD_INTERNAL_ERROR
+        return SSL_CLIENT_HELLO_ERROR
+    }
+    return SSL_CLIENT_HELLO_SUCCESS
+}
+
+/// The host_name entry of a server_name extension (RFC 6066 §3): a 2-byte list length, then
+/// entries of a 1-byte type (0: host_name), a 2-byte length and the name. nil when malformed;
+/// OpenSSL then rejects the ClientHello itself.
+func hostName(fromServerNameExtension data: UnsafeBufferPointer<UInt8>) -> String? {
+    guard data.count >= 2 else { return nil }
+    let listLength = Int(data[0]) << 8 | Int(data[1])
+    guard listLength + 2 == data.count else { return nil }
+    var i = 2
+    while i + 3 <= data.count {
+        let type = data[i]
+        let length = Int(data[i + 1]) << 8 | Int(data[i + 2])
+        i += 3
+        guard i + length <= data.count else { return nil }
+        if type == 0 {
+            guard length > 0 else { return nil }
+            return String(decoding: UnsafeBufferPointer(rebasing: data[i..<(i + length)]), as: UTF8.self)
+        }
+        i += length
+    }
+    return nil
+}
+
+/// Acknowledges SNI (the certificate was already chosen on the ClientHello), so that OpenSSL
+/// records the name in the session.
+private let serverNameCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { _, _, _ in
+    SSL_TLSEXT_ERR_OK
 }
 
 private let ticketKeyCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?, OpaquePointer?, OpaquePointer?, Int32) -> Int32 = { ssl, name, iv, cipher, mac, enc in

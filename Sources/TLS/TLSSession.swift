@@ -74,7 +74,13 @@ public final class TLSSession {
     }
 
     deinit {
-        if let ssl { SSL_free(ssl) }
+        if let ssl {
+            // A connection closed without close_notify (client EOF, timeout) would otherwise make
+            // OpenSSL drop its session from the cache: mark it shut down, as nginx does, so a
+            // TLS 1.2 client without tickets can still resume.
+            if SSL_is_init_finished(ssl) == 1 { SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN) }
+            SSL_free(ssl)
+        }
     }
 
     static func isIPAddress(_ s: String) -> Bool {

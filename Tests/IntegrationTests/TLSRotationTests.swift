@@ -15,7 +15,13 @@ final class TLSRotationTests: XCTestCase {
         fx = try Fixture()
     }
 
+    private var servers: [PorticoServer] = []
+
     override func tearDown() {
+        for s in servers where !s.process.isRunning {
+            XCTFail("the proxy exited during \(name): \(s.process.stderrTail(60))")
+        }
+        servers = []
         for s in sessions { s.stop() }
         sessions = []
         fx?.stop()
@@ -33,8 +39,62 @@ final class TLSRotationTests: XCTestCase {
         server.process.stderr.components(separatedBy: "reloaded (").count - 1
     }
 
+    /// The certificates, made once for the class (openssl keygen is the slow part).
+    private static var certDir: TempDir?
+    private static var cachedCerts: TestCertificates?
+    private func certificates() throws -> TestCertificates {
+        if let c = Self.cachedCerts { return c }
+        let d = try TempDir("portico-tls-certs")
+        Self.certDir = d
+        let c = try TestCertificates(in: d)
+        Self.cachedCerts = c
+        return c
+    }
+
+    override class func tearDown() {
+        certDir?.remove()
+        certDir = nil; cachedCerts = nil
+        super.tearDown()
+    }
+
+    func testUnusableDefaultCertificateStopsTheStartWithAClearError() throws {
+        let certs = try certificates()
+        let m = try fx.dir.write("empty.yaml", Manifest.service("svc-none", endpoints: []))
+        for (cert, key, reason) in [("shop.crt", "api.key", "does not match"), ("shop.key", "shop.key", "tls.crt")] {
+            let p = try ManagedProcess(name: "serve-bad-default-\(reason.prefix(4))", executable: Binary.path,
+                                       arguments: ["serve", "-f", m, "--http", "127.0.0.1:0", "--https", "127.0.0.1:0",
+                                                   "--admin", "127.0.0.1:0", "--workers", "1",
+                                                   "--default-cert", certs.path(cert), "--default-key", certs.path(key)],
+                                       logDir: fx.dir)
+            let status = p.waitForExit(timeout: 10)
+            if status == nil { p.stop() }
+            XCTAssertNotNil(status, "exits instead of serving with a bad --default-cert/--default-key (\(cert), \(key))")
+            XCTAssertNotEqual(status ?? 0, 0, p.stderr)
+            XCTAssertEqual(lines(p.stderr, containing: ["default certificate", reason]).count, 1,
+                           "one line says what is wrong with the default certificate\n\(p.stderr)")
+        }
+    }
+
+    func testHTTPSOffServesTLSHostsOverPlainHTTPWithoutRedirect() throws {
+        let certs = try certificates()
+        let echo = try fx.echo("off")
+        let m = try fx.dir.write("off.yaml", Manifest.join([
+            Manifest.service("svc-off", endpoints: [echo.address]),
+            TLSManifest.secret("shop-tls", cert: try certs.text("shop.crt"), key: try certs.text("shop.key")),
+            TLSManifest.ingress("shop", host: "shop.test", paths: [.init("/", "Prefix", "svc-off")], secret: "shop-tls",
+                                annotations: ["portico.io/hsts": "true"]),
+        ]))
+        // The last --https wins over the harness's own.
+        let server = try fx.serve([m], ["--https", "off"])
+        servers.append(server)
+        XCTAssertFalse(server.process.stderr.contains("https="), server.process.stderr)
+        let r = try RawClient.exchange(port: server.httpPort, "GET /x HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        XCTAssertEqual(r.status, 200, "no https listener to redirect to\n\(r.rawHead)")
+        XCTAssertNil(r.header("strict-transport-security"))
+    }
+
     func testRotationServesTheNewCertificateAndKeepsOpenConnections() throws {
-        let certs = try TestCertificates(in: fx.dir)
+        let certs = try certificates()
         let echo = try fx.echo("rot")
         let dir = fx.dir.file("manifests")
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -54,6 +114,7 @@ final class TLSRotationTests: XCTestCase {
 
         // No --default-cert: a self-signed one is generated, with a warning.
         let server = try fx.serve([dir])
+        servers.append(server)
         let port = try server.httpsPort()
         XCTAssertEqual(lines(server.process.stderr, containing: ["self-signed"]).count, 1, server.process.stderr)
         let noSNI = try SClient.connect(port: port, serverName: nil)

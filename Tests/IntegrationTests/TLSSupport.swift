@@ -179,7 +179,7 @@ final class SClientSession {
         _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
         process.arguments = ["s_client", "-connect", "127.0.0.1:\(port)", "-servername", serverName,
-                             "-CAfile", caFile, "-ign_eof"]
+                             "-CAfile", caFile, "-ign_eof", "-nocommands"]
         process.standardInput = input
         let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
         process.standardOutput = out
@@ -190,6 +190,8 @@ final class SClientSession {
     var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
 
     func send(_ text: String) throws { try input.fileHandleForWriting.write(contentsOf: Data(text.utf8)) }
+    func send(_ bytes: [UInt8]) throws { try input.fileHandleForWriting.write(contentsOf: Data(bytes)) }
+    var outputBytes: Data { (try? Data(contentsOf: URL(fileURLWithPath: outputPath))) ?? Data() }
 
     /// How many responses with `status` the connection has received so far.
     func count(_ needle: String) -> Int { output.components(separatedBy: needle).count - 1 }
@@ -240,6 +242,10 @@ enum HTTPS {
 enum TLSManifest {
     /// A `kubernetes.io/tls` Secret with `stringData` (PEM text as block scalars).
     static func secret(_ name: String, cert: String, key: String, namespace: String = "default") -> String {
+        secretOfType(name, type: "kubernetes.io/tls", cert: cert, key: key, namespace: namespace)
+    }
+
+    static func secretOfType(_ name: String, type: String, cert: String, key: String, namespace: String = "default") -> String {
         func block(_ pem: String) -> String {
             pem.split(separator: "\n", omittingEmptySubsequences: false)
                 .map { $0.isEmpty ? "" : "    \($0)" }.joined(separator: "\n")
@@ -250,7 +256,7 @@ enum TLSManifest {
         metadata:
           name: \(name)
           namespace: \(namespace)
-        type: kubernetes.io/tls
+        type: \(type)
         stringData:
           tls.crt: |
         \(block(cert))
@@ -309,6 +315,15 @@ enum TLSManifest {
         }
         return s
     }
+}
+
+/// The bytes `portico echo` answers `X-Echo-Bytes: N` with: 65536-byte blocks of a-z repeated.
+func echoPatternMismatch(_ body: Data) -> Int? {
+    var at: Int? = nil
+    body.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+        for i in 0..<raw.count where raw[i] != UInt8(0x61 + ((i % 65536) % 26)) { at = i; return }
+    }
+    return at
 }
 
 /// Lines of `text` that contain every one of `needles`.

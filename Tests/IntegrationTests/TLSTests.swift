@@ -53,11 +53,28 @@ final class TLSTests: XCTestCase {
             S.ingress("badkey", host: "badkey.test", paths: route("svc-shop"), secret: "badkey-tls"),
             S.ingress("missing", host: "missing.test", paths: route("svc-shop"), secret: "missing-tls"),
             S.ingress("plain", host: "plain.test", paths: route("svc-shop"), secret: nil),
+            // A wildcard TLS host with the default redirect.
+            S.ingress("red", host: "*.red.test", paths: route("svc-shop"), secret: "apps-tls"),
+            // An exact host under the wildcard, with a Secret another Ingress uses too.
+            S.ingress("exact-apps", host: "exact.apps.test", paths: route("svc-apps"), secret: "shop-tls"),
+            // A Secret of another namespace is not found from this one; a Secret of the wrong type.
+            Manifest.service("svc-team", endpoints: [shop.address], namespace: "team"),
+            S.ingress("team", host: "team.test", paths: route("svc-team"), secret: "shop-tls", namespace: "team"),
+            S.secretOfType("opaque-tls", type: "Opaque", cert: try pem("shop.crt"), key: try pem("shop.key")),
+            S.ingress("opaque", host: "opaque.test", paths: route("svc-shop"), secret: "opaque-tls"),
         ]
         let m = try fx.dir.write("tls.yaml", Manifest.join(docs))
         let server = try fx.serve([m], ["--default-cert", certs.path("default.crt"), "--default-key", certs.path("default.key"),
                                         "--client-header-timeout", "1s"])
         return State(server: server, httpsPort: try server.httpsPort(), certs: certs, dir: fx.dir)
+    }
+
+    /// A proxy that died during a test is reported with its last log lines (crash report first).
+    override func tearDown() {
+        if let st = try? Self.shared.get(), !st.server.process.isRunning {
+            XCTFail("the proxy exited during \(name): \(st.server.process.stderrTail(60))")
+        }
+        super.tearDown()
     }
 
     override class func tearDown() {
@@ -107,6 +124,8 @@ final class TLSTests: XCTestCase {
         XCTAssertEqual(upper.subject, "CN = *.apps.test", "SNI is matched case-insensitively\n\(upper.output)")
         let deep = try handshake(st, "a.b.apps.test")
         XCTAssertEqual(deep.subject, "CN = default.test", "a wildcard covers one label only\n\(deep.output)")
+        let exact = try handshake(st, "exact.apps.test")
+        XCTAssertEqual(exact.subject, "CN = shop.test", "an exact host beats the wildcard (shop-tls, shared by two Ingresses)\n\(exact.output)")
         let bare = try handshake(st, "apps.test")
         XCTAssertEqual(bare.subject, "CN = default.test", "*.apps.test does not cover apps.test\n\(bare.output)")
     }
@@ -142,23 +161,56 @@ final class TLSTests: XCTestCase {
         let st = try Self.shared.get()
         let r = try handshake(st, "shop.test", ["-alpn", "http/1.1"])
         XCTAssertTrue(r.output.contains("ALPN protocol: http/1.1"), r.output)
+        let noSNI = try handshake(st, nil, ["-alpn", "http/1.1"])
+        XCTAssertTrue(noSNI.output.contains("ALPN protocol: http/1.1"), "default certificate too\n\(noSNI.output)")
         let both = try handshake(st, "shop.test", ["-alpn", "h2,http/1.1"])
         XCTAssertTrue(both.output.contains("ALPN protocol: http/1.1"), "h2 is not offered yet\n\(both.output)")
     }
 
-    func testSessionResumptionTLS12AndTLS13() throws {
+    /// Two handshakes with `flags`, the second offering the session the first saved.
+    private func resumption(_ st: State, _ flags: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        let version = flags.joined()
+        let sess = st.dir.file("session\(version).pem")
+        // TLS 1.3 tickets come after the handshake: keep the client a moment before it quits.
+        let first = try SClient.connect(port: st.httpsPort, serverName: "shop.test", caFile: st.certs.caFile,
+                                        extra: flags + ["-sess_out", sess], holdStdin: 0.5)
+        XCTAssertTrue(first.output.contains("New, TLSv1."), "\(version) first\n\(first.output)", file: file, line: line)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: sess), "\(version): a session was written\n\(first.output)", file: file, line: line)
+        let second = try SClient.connect(port: st.httpsPort, serverName: "shop.test", caFile: st.certs.caFile,
+                                         extra: flags + ["-sess_in", sess], holdStdin: 0.5)
+        XCTAssertTrue(second.reused, "\(version): the session is resumed\n\(second.output)", file: file, line: line)
+    }
+
+    func testSessionResumptionWithTicketsTLS12AndTLS13() throws {
         let st = try Self.shared.get()
-        for version in ["-tls1_2", "-tls1_3"] {
-            let sess = st.dir.file("session\(version).pem")
-            // TLS 1.3 tickets come after the handshake: keep the client a moment before it quits.
-            let first = try SClient.connect(port: st.httpsPort, serverName: "shop.test", caFile: st.certs.caFile,
-                                            extra: [version, "-sess_out", sess], holdStdin: 0.3)
-            XCTAssertTrue(first.output.contains("New, TLSv1."), "\(version) first\n\(first.output)")
-            XCTAssertTrue(FileManager.default.fileExists(atPath: sess), "\(version): a session was written\n\(first.output)")
-            let second = try SClient.connect(port: st.httpsPort, serverName: "shop.test", caFile: st.certs.caFile,
-                                             extra: [version, "-sess_in", sess], holdStdin: 0.3)
-            XCTAssertTrue(second.reused, "\(version): the session is resumed\n\(second.output)")
-        }
+        try resumption(st, ["-tls1_2"])
+        try resumption(st, ["-tls1_3"])
+    }
+
+    /// TLS 1.2 clients without tickets resume by session id from the server's session cache.
+    /// The cache only helps if a session outlives its connection: OpenSSL's SSL_free removes
+    /// the session of a connection that did not send close_notify (ssl_clear_bad_session).
+    func testSessionCacheResumesWithoutTickets() throws {
+        let st = try Self.shared.get()
+        try resumption(st, ["-tls1_2", "-no_ticket"])
+    }
+
+    /// RFC 6066 §3: "A server that implements this extension MUST NOT accept the request to
+    /// resume the session if the server_name extension contains a different name. Instead, it
+    /// proceeds with a full handshake to establish a new session." A TLS 1.2 session made for
+    /// shop.test (shop.test's certificate) offered with SNI api.test must give a full handshake
+    /// with api.test's certificate.
+    func testTLS12SessionIsNotResumedUnderAnotherServerName() throws {
+        let st = try Self.shared.get()
+        let sess = st.dir.file("cross-sni.pem")
+        let first = try SClient.connect(port: st.httpsPort, serverName: "shop.test", caFile: st.certs.caFile,
+                                        extra: ["-tls1_2", "-sess_out", sess], holdStdin: 0.2)
+        XCTAssertEqual(first.subject, "CN = shop.test", first.output)
+        let other = try SClient.connect(port: st.httpsPort, serverName: "api.test", caFile: st.certs.caFile,
+                                        extra: ["-tls1_2", "-sess_in", sess], holdStdin: 0.2)
+        XCTAssertTrue(other.handshakeDone, other.output)
+        XCTAssertFalse(other.reused, "a shop.test session resumed under SNI api.test (RFC 6066 §3)\n\(other.output)")
+        XCTAssertEqual(other.subject, "CN = api.test", "api.test is authenticated by its own certificate\n\(other.output)")
     }
 
     func testFullChainIsSent() throws {
@@ -203,6 +255,10 @@ final class TLSTests: XCTestCase {
         XCTAssertEqual(r.curl.exitCode, 0, r.curl.stderr)
         XCTAssertEqual(r.curl.numConnects, 1, "three requests on one TLS connection\n\(r.curl.stderr)")
         XCTAssertEqual(r.curl.stderr.components(separatedBy: "CURL_STATUS=200").count - 1, 3, r.curl.stderr)
+        // HTTP/1.0 without keep-alive: answered, then the TLS connection is closed.
+        let old = try https(st, "shop.test", "/http10", extra: ["--http1.0"])
+        XCTAssertEqual(old.status, 200, old.curl.stderr)
+        XCTAssertEqual(try? EchoReply(old.curl.body).name, "shop")
     }
 
     func testLargeBodiesOverTLS() throws {
@@ -220,6 +276,69 @@ final class TLSTests: XCTestCase {
         XCTAssertEqual(down.status, 200, down.curl.stderr)
         XCTAssertEqual(down.curl.exitCode, 0, down.curl.stderr)
         XCTAssertEqual(down.curl.body.count, 10 * mib, "10 MiB response body through TLS")
+        XCTAssertNil(echoPatternMismatch(down.curl.body), "the bytes arrive intact and in order")
+
+        // Connection: close: close_notify and the half-close come after the last byte, not before.
+        let closing = try https(st, "shop.test", "/close", extra: ["-H", "X-Echo-Bytes: \(2 * mib)", "-H", "Connection: close"])
+        XCTAssertEqual(closing.curl.exitCode, 0, closing.curl.stderr)
+        XCTAssertEqual(closing.curl.body.count, 2 * mib, closing.curl.stderr)
+        XCTAssertNil(echoPatternMismatch(closing.curl.body))
+    }
+
+    func testSlowReaderGetsAnIntactBody() throws {
+        // A reader slower than the proxy fills the socket buffer: SSL_write must be retried
+        // (WANT_WRITE, partial writes) without losing or repeating bytes.
+        let st = try Self.shared.get()
+        let n = 3 << 20
+        let r = try https(st, "shop.test", "/slow", extra: ["-H", "X-Echo-Bytes: \(n)", "--limit-rate", "6M"])
+        XCTAssertEqual(r.status, 200, r.curl.stderr)
+        XCTAssertEqual(r.curl.body.count, n, r.curl.stderr)
+        XCTAssertNil(echoPatternMismatch(r.curl.body), "first wrong byte")
+    }
+
+    func testPipelinedRequestsInOneTLSRecord() throws {
+        let st = try Self.shared.get()
+        let s = try SClientSession(port: st.httpsPort, serverName: "shop.test", caFile: st.certs.caFile, dir: st.dir, name: "pipeline")
+        defer { s.stop() }
+        // Two requests in one write (one TLS record): the second is already decrypted inside
+        // OpenSSL when the first is answered, with no new readable event on the socket.
+        try s.send("GET /p1 HTTP/1.1\r\nHost: shop.test\r\n\r\nGET /p2 HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        XCTAssertTrue(waitUntil(timeout: 5) { s.count("HTTP/1.1 200") == 2 }, "both pipelined requests answered\n\(s.output)")
+        XCTAssertTrue(s.output.contains("\"path\":\"/p1\"") && s.output.contains("\"path\":\"/p2\""), s.output)
+        // A head split over two writes (two records).
+        try s.send("GET /p3 HTTP/1.1\r\nHo")
+        Thread.sleep(forTimeInterval: 0.1)
+        try s.send("st: shop.test\r\n\r\n")
+        XCTAssertTrue(waitUntil(timeout: 5) { s.count("HTTP/1.1 200") == 3 }, "a head over two records\n\(s.output)")
+    }
+
+    func testWebSocketOverTLS() throws {
+        let st = try Self.shared.get()
+        let s = try SClientSession(port: st.httpsPort, serverName: "shop.test", caFile: st.certs.caFile, dir: st.dir, name: "wss")
+        defer { s.stop() }
+        try s.send("GET /ws HTTP/1.1\r\nHost: shop.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        XCTAssertTrue(waitUntil(timeout: 5) { s.output.contains("HTTP/1.1 101") }, "101 over TLS\n\(s.output)")
+        // Two masked text frames in one write; the echo backend sends each back unmasked.
+        func frame(_ text: String) -> [UInt8] {
+            let payload = Array(text.utf8)
+            let mask: [UInt8] = [0x37, 0xfa, 0x21, 0x3d]
+            return [0x81, 0x80 | UInt8(payload.count)] + mask + payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
+        }
+        try s.send(frame("hello over wss") + frame("second frame"))
+        let expected = Data([0x81, 14] + Array("hello over wss".utf8) + [0x81, 12] + Array("second frame".utf8))
+        XCTAssertTrue(waitUntil(timeout: 5) { s.outputBytes.range(of: expected) != nil },
+                      "frames tunnelled both ways through TLS\n\(s.output)")
+    }
+
+    func testConcurrentHandshakes() throws {
+        let st = try Self.shared.get()
+        let urls = (0..<40).map { "/c\($0)" }
+        let r = try https(st, "shop.test", urls[0], extra: ["--parallel", "--parallel-max", "20", "--parallel-immediate"],
+                          moreURLs: Array(urls.dropFirst()))
+        XCTAssertEqual(r.curl.exitCode, 0, r.curl.stderr)
+        XCTAssertEqual(r.curl.stderr.components(separatedBy: "CURL_STATUS=200").count - 1, 40, r.curl.stderr)
+        XCTAssertGreaterThan(r.curl.numConnects, 5, "many TLS connections at once")
     }
 
     // MARK: Redirect and HSTS
@@ -235,6 +354,19 @@ final class TLSTests: XCTestCase {
         let withPort = try RawClient.exchange(port: st.server.httpPort, "GET /x HTTP/1.1\r\nHost: shop.test:\(st.server.httpPort)\r\n\r\n")
         XCTAssertEqual(withPort.status, 308, withPort.rawHead)
         XCTAssertEqual(withPort.header("location"), "https://shop.test:\(st.httpsPort)/x", withPort.rawHead)
+
+        let wild = try RawClient.exchange(port: st.server.httpPort, "GET /w HTTP/1.1\r\nHost: a.red.test\r\n\r\n")
+        XCTAssertEqual(wild.status, 308, "a host covered by a wildcard spec.tls host\n\(wild.rawHead)")
+        XCTAssertEqual(wild.header("location"), "https://a.red.test:\(st.httpsPort)/w", wild.rawHead)
+
+        // Host names are case-insensitive; an absolute-form target keeps only its path and query.
+        let upper = try RawClient.exchange(port: st.server.httpPort, "GET /u?v=1 HTTP/1.1\r\nHost: SHOP.Test\r\n\r\n")
+        XCTAssertEqual(upper.status, 308, upper.rawHead)
+        XCTAssertEqual(upper.header("location")?.lowercased(), "https://shop.test:\(st.httpsPort)/u?v=1", upper.rawHead)
+        let absolute = try RawClient.exchange(port: st.server.httpPort,
+                                              "GET http://shop.test/abs?x=1 HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        XCTAssertEqual(absolute.status, 308, absolute.rawHead)
+        XCTAssertEqual(absolute.header("location"), "https://shop.test:\(st.httpsPort)/abs?x=1", absolute.rawHead)
 
         // curl follows it end to end, a POST staying a POST.
         let c = try Curl.run(["-L", "--cacert", st.certs.caFile,
@@ -338,13 +470,15 @@ final class TLSTests: XCTestCase {
             ("default/badkey-tls", ["tls.key"]),
             ("default/expired-tls", ["expired"]),
             ("default/future-tls", ["not valid before"]),
+            ("team/shop-tls", ["not found"]),
+            ("default/opaque-tls", ["Opaque"]),
         ]
         for c in cases {
             let found = lines(log, containing: [c.secret] + c.reason)
             XCTAssertEqual(found.count, 1, "one log line names Secret \(c.secret) and says \(c.reason)\n\(log)")
         }
         // Unusable certificates: their hosts get the default certificate.
-        for host in ["missing.test", "malformed.test", "mismatch.test", "badkey.test"] {
+        for host in ["missing.test", "malformed.test", "mismatch.test", "badkey.test", "team.test", "opaque.test"] {
             XCTAssertEqual(try handshake(st, host).subject, "CN = default.test", host)
         }
         // Expired and not yet valid: served anyway.

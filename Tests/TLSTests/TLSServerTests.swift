@@ -157,6 +157,43 @@ final class TLSServerTests: XCTestCase {
         XCTAssertTrue(afterTwo.contains("HTTP/1.1 200 OK"), afterTwo)
     }
 
+    /// A session made under one certificate does not resume on a connection served another
+    /// (it would skip authenticating the second host); it does under a shared wildcard one.
+    func testNoResumptionAcrossCertificates() {
+        for version in ["-tls1_3", "-tls1_2"] {
+            let file = certs.path("session-\(UUID().uuidString).pem")
+            _ = sClient(port: server.port, ["-servername", "demo.localhost", version, "-sess_out", file])
+            let other = sClient(port: server.port, ["-servername", "api.localhost", version, "-sess_in", file])
+            XCTAssertTrue(other.contains("New, TLSv1."), "\(version): \(other)")
+            XCTAssertEqual(servedSubject(other), "CN = api.localhost", other)
+            let toDefault = sClient(port: server.port, ["-noservername", version, "-sess_in", file])
+            XCTAssertTrue(toDefault.contains("New, TLSv1."), "\(version): \(toDefault)")
+            let wildcard = certs.path("session-\(UUID().uuidString).pem")
+            _ = sClient(port: server.port, ["-servername", "a.apps.localhost", version, "-sess_out", wildcard])
+            let sibling = sClient(port: server.port, ["-servername", "b.apps.localhost", version, "-sess_in", wildcard])
+            XCTAssertTrue(sibling.contains("Reused, TLSv1."), "\(version): \(sibling)")
+        }
+    }
+
+    /// TLS 1.2 without tickets: the server's session cache.
+    func testSessionCacheResumptionTLS12() {
+        let file = certs.path("session-\(UUID().uuidString).pem")
+        _ = sClient(port: server.port, ["-servername", "demo.localhost", "-tls1_2", "-no_ticket", "-sess_out", file])
+        let again = sClient(port: server.port, ["-servername", "demo.localhost", "-tls1_2", "-no_ticket", "-sess_in", file])
+        XCTAssertTrue(again.contains("Reused, TLSv1.2"), again)
+        let other = sClient(port: server.port, ["-servername", "api.localhost", "-tls1_2", "-no_ticket", "-sess_in", file])
+        XCTAssertTrue(other.contains("New, TLSv1.2"), other)
+    }
+
+    func testServerNameExtensionParsing() {
+        func parse(_ bytes: [UInt8]) -> String? { bytes.withUnsafeBufferPointer { hostName(fromServerNameExtension: $0) } }
+        let name = Array("demo.localhost".utf8)
+        XCTAssertEqual(parse([0, UInt8(name.count + 3), 0, 0, UInt8(name.count)] + name), "demo.localhost")
+        XCTAssertNil(parse([0, 5, 0, 0, 9, 0x61, 0x62]))
+        XCTAssertNil(parse([0]))
+        XCTAssertNil(parse([0, 3, 0, 0, 0]))
+    }
+
     /// A session started on one certificate resumes on the same name after the store changed.
     func testResumptionSurvivesUpdate() {
         let file = certs.path("session-\(UUID().uuidString).pem")
