@@ -2,7 +2,6 @@ import ArgumentParser
 import ControlPlane
 import Foundation
 import Objects
-import Yams
 
 /// One object of a manifest, as JSON to send, with where it came from.
 struct ManifestObject {
@@ -17,63 +16,32 @@ struct ManifestObject {
 /// and any problem is reported with its file, object and field before anything is sent.
 enum ClientManifests {
     static func load(_ paths: [String]) throws -> [ManifestObject] {
-        let checked = ManifestLoader.load(paths: paths)
-        var problems = checked.problems
+        let loaded = ManifestLoader.load(paths: paths)
+        var problems = loaded.problems
         var objects: [ManifestObject] = []
-        for file in files(paths) {
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { continue }
-            guard var documents = try? Yams.compose_all(yaml: text) else { continue }   // reported by the loader
-            var index = 0
-            while let node = documents.next() {
-                index += 1
-                let doc = ClientYAML.json(node)
-                if doc == .null { continue }
-                let items: [JSONValue]
-                if (doc["kind"]?.stringValue ?? "").hasSuffix("List"), let list = doc["items"]?.arrayValue { items = list } else { items = [doc] }
-                for item in items {
-                    let apiVersion = item["apiVersion"]?.stringValue ?? "", kind = item["kind"]?.stringValue ?? ""
-                    if apiVersion.isEmpty || kind.isEmpty { continue }   // reported by the loader
-                    guard let type = ResourceType.find(apiVersion: apiVersion, kind: kind) else {
-                        problems.append(ManifestProblem(file: file, document: index, kind: kind, name: item.name, field: "kind",
-                            message: "no matches for kind \"\(kind)\" in version \"\(apiVersion)\" (Portico serves: \(ResourceType.all.map(\.kind).joined(separator: ", ")))"))
-                        continue
-                    }
-                    let found = workloadProblems(type, item).map {
-                        ManifestProblem(file: file, document: index, kind: kind, namespace: item.namespace.isEmpty ? "default" : item.namespace,
-                                        name: item.name, field: $0.field, message: $0.message)
-                    }
-                    if item.name.isEmpty && found.isEmpty && KubeObject.kind(apiVersion: apiVersion, kind: kind) == nil {
-                        problems.append(ManifestProblem(file: file, document: index, kind: kind, field: "metadata.name", message: "required value"))
-                    }
-                    problems += found
-                    objects.append(ManifestObject(json: item, type: type, file: file, document: index))
-                }
+        for l in loaded.objects {
+            guard let item = l.raw else { continue }
+            let apiVersion = l.object.apiVersion, kind = l.object.kind
+            guard let type = ResourceType.find(apiVersion: apiVersion, kind: kind) else {
+                problems.append(ManifestProblem(file: l.file, document: l.document, kind: kind, name: item.name, field: "kind",
+                    message: "no matches for kind \"\(kind)\" in version \"\(apiVersion)\" (Portico serves: \(ResourceType.all.map(\.kind).joined(separator: ", ")))"))
+                continue
             }
+            var found = workloadProblems(type, item)
+            if found.isEmpty && item.name.isEmpty { found.append(FieldError("metadata.name", "required value")) }
+            problems += found.map {
+                ManifestProblem(file: l.file, document: l.document, kind: kind,
+                                namespace: type.namespaced ? (item.namespace.isEmpty ? "default" : item.namespace) : nil,
+                                name: item.name, field: (l.item.map { "items[\($0)]." } ?? "") + $0.field, message: $0.message)
+            }
+            objects.append(ManifestObject(json: item, type: type, file: l.file, document: l.document))
         }
         if !problems.isEmpty {
+            problems.sort { ($0.file, $0.document ?? 0) < ($1.file, $1.document ?? 0) }
             throw ClientFailure(message: problems.map { "error: \($0.description)" }.joined(separator: "\n"), exitCode: 1)
         }
         if objects.isEmpty { throw ClientFailure.failed("no objects passed to apply") }
         return objects
-    }
-
-    /// The files a list of `-f` paths names, in the loader's order (a folder's yaml/yml/json files, sorted).
-    static func files(_ paths: [String]) -> [String] {
-        var out: [String] = []
-        let fm = FileManager.default
-        for path in paths {
-            var isDirectory: ObjCBool = false
-            guard fm.fileExists(atPath: path, isDirectory: &isDirectory) else { continue }
-            if isDirectory.boolValue {
-                let names = ((try? fm.contentsOfDirectory(atPath: path)) ?? [])
-                    .filter { ManifestLoader.extensions.contains(($0 as NSString).pathExtension.lowercased()) && !$0.hasPrefix(".") }
-                    .sorted()
-                out += names.map { path.hasSuffix("/") ? path + $0 : path + "/" + $0 }
-            } else {
-                out.append(path)
-            }
-        }
-        return out
     }
 
     /// Deployments, ReplicaSets and StatefulSets, which module Objects does not model: a

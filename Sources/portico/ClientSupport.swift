@@ -2,7 +2,6 @@ import ArgumentParser
 import ControlPlane
 import Foundation
 import Objects
-import Yams
 
 /// Flags every client command shares: where the API server is and which namespace.
 struct ClientOptions: ParsableArguments {
@@ -111,37 +110,6 @@ enum ClientTime {
 // MARK: - YAML and JSON
 
 enum ClientYAML {
-    /// Converts a composed YAML node to JSON, resolving scalars by their tags (a quoted `"80"`
-    /// stays a string, a plain `80` is a number).
-    static func json(_ node: Node) -> JSONValue {
-        switch node {
-        case .scalar(let s):
-            switch node.tag.rawValue {
-            case Tag.Name.null.rawValue: return .null
-            case Tag.Name.bool.rawValue: return Bool.construct(from: s).map { .bool($0) } ?? .string(s.string)
-            case Tag.Name.int.rawValue: return Int.construct(from: s).map { .int($0) } ?? .string(s.string)
-            case Tag.Name.float.rawValue: return Double.construct(from: s).map { .double($0) } ?? .string(s.string)
-            default: return .string(s.string)
-            }
-        case .sequence(let seq):
-            return .array(seq.map(json))
-        case .mapping(let map):
-            var o: [String: JSONValue] = [:]
-            for (k, v) in map {
-                if k.tag.rawValue == Tag.Name.merge.rawValue {
-                    for merged in v.sequence.map(Array.init) ?? [v] {
-                        for (mk, mv) in json(merged).objectValue ?? [:] where o[mk] == nil { o[mk] = mv }
-                    }
-                    continue
-                }
-                o[k.string ?? k.scalar?.string ?? ""] = json(v)
-            }
-            return .object(o)
-        case .alias:
-            return .null
-        }
-    }
-
     /// Block-style YAML with sorted keys, as `kubectl get -o yaml` prints.
     static func emit(_ v: JSONValue) -> String {
         var out = ""
