@@ -210,7 +210,11 @@ struct Get: ParsableCommand {
                 try print(collected, multi: multi, single: requests.count == 1 && requests[0].1.count == 1)
             }
             if failed { throw ClientFailure(message: "", exitCode: 1) }
-            if watch { try watchChanges(api, requests[0].0, ns: requests[0].1.isEmpty ? ns : options.namespace, from: listVersion, names: requests[0].1) }
+            if watch {
+                let widths = tableWidths(tableRows(requests[0].0, collected[0].1, multi: false))
+                try watchChanges(api, requests[0].0, ns: requests[0].1.isEmpty ? ns : options.namespace, from: listVersion,
+                                 names: requests[0].1, widths: widths)
+            }
         }
     }
 
@@ -241,7 +245,11 @@ struct Get: ParsableCommand {
         }
     }
 
-    func table(_ t: ResourceType, _ items: [JSONValue], multi: Bool, header: Bool = true) -> String {
+    func table(_ t: ResourceType, _ items: [JSONValue], multi: Bool, header: Bool = true, minWidths: [Int] = []) -> String {
+        formatTable(tableRows(t, items, multi: multi, header: header), minWidths: minWidths)
+    }
+
+    func tableRows(_ t: ResourceType, _ items: [JSONValue], multi: Bool, header: Bool = true) -> [[String]] {
         let wide = output == "wide"
         var rows: [[String]] = []
         if header { rows.append((allNamespaces && t.namespaced ? ["NAMESPACE"] : []) + ClientColumns.headers(t, wide: wide)) }
@@ -249,11 +257,11 @@ struct Get: ParsableCommand {
             let name = multi ? "\(t.singularGroup)/\(o.name)" : o.name
             rows.append((allNamespaces && t.namespaced ? [o.namespace] : []) + ClientColumns.row(t, o, name: name, wide: wide))
         }
-        return formatTable(rows)
+        return rows
     }
 
     /// Streams watch events from the list's resourceVersion, one row (or document) per change.
-    func watchChanges(_ api: APIClient, _ t: ResourceType, ns: String?, from version: String, names: [String]) throws {
+    func watchChanges(_ api: APIClient, _ t: ResourceType, ns: String?, from version: String, names: [String], widths: [Int]) throws {
         var path = t.path(namespace: ns) + "?watch=1"
         if !version.isEmpty { path += "&resourceVersion=" + percentEncode(version) }
         if let s = selector, !s.isEmpty { path += "&labelSelector=" + percentEncode(s) }
@@ -268,7 +276,7 @@ struct Get: ParsableCommand {
             case "json": writeOut(prettyJSON(o) + "\n")
             case "yaml": writeOut("---\n" + ClientYAML.emit(o))
             case "name": writeOut("\(t.singularGroup)/\(o.name)\n")
-            default: writeOut(table(t, [o], multi: false, header: false))
+            default: writeOut(table(t, [o], multi: false, header: false, minWidths: widths))
             }
             return true
         }

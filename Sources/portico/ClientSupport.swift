@@ -182,9 +182,10 @@ enum ClientYAML {
 // MARK: - Tables
 
 /// Columns padded like kubectl's printer: each as wide as its widest cell, three spaces apart.
-func formatTable(_ rows: [[String]]) -> String {
+/// `minWidths` keeps later rows (a watch's) aligned with a table printed before.
+func formatTable(_ rows: [[String]], minWidths: [Int] = []) -> String {
     guard let width = rows.map(\.count).max() else { return "" }
-    var widths = [Int](repeating: 0, count: width)
+    var widths = (0..<width).map { $0 < minWidths.count ? minWidths[$0] : 0 }
     for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
     return rows.map { r in
         r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i] + 3, withPad: " ", startingAt: 0) }
@@ -198,4 +199,12 @@ func writeOut(_ s: String) {
 
 func writeErr(_ s: String) {
     FileHandle.standardError.write(Data(s.utf8))
+}
+
+/// The column widths `formatTable` gives `rows`.
+func tableWidths(_ rows: [[String]]) -> [Int] {
+    guard let width = rows.map(\.count).max() else { return [] }
+    var widths = [Int](repeating: 0, count: width)
+    for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+    return widths
 }

@@ -405,6 +405,32 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(api.requests.last?.path, "/api/v1/namespaces/kube-system/pods")
     }
 
+    func testWatchPrintsEachChangeFromTheListsVersion() throws {
+        let old = ISO8601DateFormatter().string(from: Date().addingTimeInterval(-30 * 86400))
+        func deployment(_ ready: Int) -> String {
+            #"{"metadata":{"name":"web","namespace":"default","creationTimestamp":"\#(old)"},"spec":{"replicas":3},"status":{"readyReplicas":\#(ready),"updatedReplicas":3,"availableReplicas":\#(ready)}}"#
+        }
+        let events = [1, 3].map { #"{"type":"MODIFIED","object":\#(deployment($0))}"# + "\n" }.joined()
+        let api = try ScriptedAPI { r in
+            if r.path.contains("watch=1") {
+                // Split mid-line across chunks: the client joins them before parsing.
+                return .init(status: 200, body: "", chunks: [String(events.prefix(50)), String(events.dropFirst(50))])
+            }
+            return .init(status: 200, body: #"{"kind":"DeploymentList","metadata":{"resourceVersion":"41"},"items":[\#(deployment(0))]}"#)
+        }
+        defer { api.stop() }
+        let r = try portico(["get", "deploy", "-w", "--server", api.url])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, """
+        NAME   READY   UP-TO-DATE   AVAILABLE   AGE
+        web    0/3     3            0           30d
+        web    1/3     3            1           30d
+        web    3/3     3            3           30d
+
+        """)
+        XCTAssertEqual(api.requests.last?.path, "/apis/apps/v1/namespaces/default/deployments?watch=1&resourceVersion=41")
+    }
+
     func testScaleRolloutAndDeleteRequests() throws {
         let deployment = #"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"default","uid":"d1","generation":2,"annotations":{"deployment.kubernetes.io/revision":"2"}},"spec":{"replicas":2,"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"echo","image":"v2"}]}}},"status":{"observedGeneration":2,"replicas":2,"updatedReplicas":2,"availableReplicas":2}}"#
         let replicaSets = #"{"items":[{"metadata":{"name":"web-a","uid":"r1","annotations":{"deployment.kubernetes.io/revision":"1"},"ownerReferences":[{"uid":"d1","kind":"Deployment","name":"web"}]},"spec":{"template":{"metadata":{"labels":{"app":"web","pod-template-hash":"a"}},"spec":{"containers":[{"name":"echo","image":"v1"}]}}}},{"metadata":{"name":"web-b","annotations":{"deployment.kubernetes.io/revision":"2"},"ownerReferences":[{"uid":"d1"}]},"spec":{"template":{"metadata":{"labels":{"app":"web","pod-template-hash":"b"}},"spec":{"containers":[{"name":"echo","image":"v2"}]}}}},{"metadata":{"name":"other","annotations":{"deployment.kubernetes.io/revision":"5"},"ownerReferences":[{"uid":"zz"}]}}]}"#
