@@ -8,24 +8,25 @@ import Server
 import Glibc
 #endif
 
-/// Where routes come from when serving static manifests: the files and folders given with -f.
+/// The manifests given with -f: loaded and validated as a whole, so a half-edited file never
+/// reaches the store; and the route compilation shared by every source of objects.
 struct ManifestSource {
     let paths: [String]
     let ingressClass: String
 
-    enum Outcome { case success(RouteTable), failure([String]) }
+    enum Loaded { case success([LoadedObject]), failure([String]) }
 
-    /// Loads and compiles every manifest. Any problem rejects the whole set, so a half-edited
-    /// file never replaces routes that work.
-    func compile(generation: UInt64) -> Outcome {
+    func load() -> Loaded {
         let loaded = ManifestLoader.load(paths: paths)
-        if !loaded.problems.isEmpty {
-            return .failure(loaded.problems.map { $0.description })
-        }
+        if !loaded.problems.isEmpty { return .failure(loaded.problems.map { $0.description }) }
+        return .success(loaded.objects)
+    }
+
+    func compile(_ objects: [KubeObject], generation: UInt64) -> RouteTable {
         let options = CompileOptions(ingressClass: ingressClass, generation: generation)
-        let (table, problems) = RouteCompiler.compile(loaded.objects.map { $0.object }, options: options)
+        let (table, problems) = RouteCompiler.compile(objects, options: options)
         for p in problems { Log("routes").warning(p.description) }
-        return .success(table)
+        return table
     }
 }
 
@@ -34,6 +35,7 @@ final class ControlLoop {
     let loop: EventLoop
     let proxy: ProxyServer
     let source: ManifestSource
+    let host: ControlPlaneHost
     let log = Log("control")
     private var generation: UInt64 = 1
     private var draining = false
@@ -42,10 +44,11 @@ final class ControlLoop {
     private var drainWaiter: Channel?
     private var housekeeping: Channel?
 
-    init(loop: EventLoop, proxy: ProxyServer, source: ManifestSource, signalMask: sigset_t) {
+    init(loop: EventLoop, proxy: ProxyServer, source: ManifestSource, host: ControlPlaneHost, signalMask: sigset_t) {
         self.loop = loop
         self.proxy = proxy
         self.source = source
+        self.host = host
         var mask = signalMask
         let fd = signalfd(-1, &mask, Int32(SFD_NONBLOCK | SFD_CLOEXEC))
         let channel = SignalChannel(fd: fd, control: self)
@@ -75,6 +78,7 @@ final class ControlLoop {
             draining = true
             log.info("received \(signo == SIGTERM ? "SIGTERM" : "SIGINT"): draining")
             proxy.drain()
+            host.shutdown { [weak self] in self?.log.info("pods stopped") }
             // The control loop ends once the workers have drained (checked by a short timer).
             let waiter = DrainWaiter(control: self, queue: loop.timerQueue(nanos: 50_000_000))
             drainWaiter = waiter  // a timer queue does not retain what it holds
@@ -88,22 +92,32 @@ final class ControlLoop {
         proxy.isStopped
     }
 
+    /// Re-reads the -f manifests into the store, then recompiles the routes.
     func reload(reason: String) {
         guard !draining else { return }
-        let next = generation + 1
-        switch source.compile(generation: next) {
-        case .success(let table):
-            generation = next
-            if let ctx = proxy.tls {
-                // New handshakes use the new certificates at once; open connections keep theirs.
-                for p in ctx.update(table.certificates) { p.isWarning ? log.warning(p.description) : log.error(p.description) }
-            }
-            proxy.publish(table)
-            log.info("reloaded (\(reason)): \(table.ingresses.count) ingress(es), \(table.backends.count) backend(s), generation \(next)")
+        switch source.load() {
+        case .success(let objects):
+            let problems = host.apply(objects)
+            for p in problems { log.error(p) }
+            host.cancelPendingRoutingChange()
+            recompile(reason: reason)
         case .failure(let problems):
             for p in problems { log.error(p) }
             log.error("reload (\(reason)) rejected: the previous routes keep serving")
         }
+    }
+
+    /// Compiles the routes from the store's objects and hands them to the proxy.
+    func recompile(reason: String) {
+        guard !draining else { return }
+        generation += 1
+        let table = source.compile(host.routingObjects(), generation: generation)
+        if let ctx = proxy.tls {
+            // New handshakes use the new certificates at once; open connections keep theirs.
+            for p in ctx.update(table.certificates) { p.isWarning ? log.warning(p.description) : log.error(p.description) }
+        }
+        proxy.publish(table)
+        log.info("reloaded (\(reason)): \(table.ingresses.count) ingress(es), \(table.backends.count) backend(s), generation \(generation)")
     }
 
     func admin(_ r: ServerRequest) -> ServerReply {

@@ -4,6 +4,7 @@ import Dataplane
 import Objects
 import Reactor
 import RouteCompiler
+import ControlPlane
 import Server
 import TLS
 #if canImport(Glibc)
@@ -35,6 +36,12 @@ struct Serve: ParsableCommand {
 
     @Option(name: .customLong("default-key"), help: "PEM private key of --default-cert.")
     var defaultKey: String?
+
+    @Option(help: "Address of the Kubernetes API server (kubectl --server http://ADDR).")
+    var api: String = "127.0.0.1:8001"
+
+    @Option(help: "Directory for the store, pod logs and state.")
+    var data: String = ".portico"
 
     @Option(help: "Address of the admin listener (/healthz, /readyz, /metrics, /routes).")
     var admin: String = "127.0.0.1:9901"
@@ -101,6 +108,7 @@ struct Serve: ParsableCommand {
         if SocketAddress(parsing: http) == nil { throw ValidationError("--http: '\(http)' is not an IP:PORT address") }
         if https != "off" && SocketAddress(parsing: https) == nil { throw ValidationError("--https: '\(https)' is not an IP:PORT address (or 'off')") }
         if (defaultCert == nil) != (defaultKey == nil) { throw ValidationError("--default-cert and --default-key go together") }
+        if SocketAddress(parsing: api) == nil { throw ValidationError("--api: '\(api)' is not an IP:PORT address") }
         if SocketAddress(parsing: admin) == nil { throw ValidationError("--admin: '\(admin)' is not an IP:PORT address") }
         if let w = workers, w < 1 || w > 256 { throw ValidationError("--workers must be between 1 and 256") }
         if !["text", "json"].contains(accessLogFormat) { throw ValidationError("--access-log-format must be text or json") }
@@ -135,14 +143,31 @@ struct Serve: ParsableCommand {
         let signals: [Int32] = [SIGTERM, SIGINT, SIGHUP]
         _ = portico_block_signals(signals, Int32(signals.count), &mask)
 
+        let loop = EventLoop()
         let source = ManifestSource(paths: file, ingressClass: ingressClass)
-        let initial: RouteTable
-        switch source.compile(generation: 1) {
-        case .success(let table): initial = table
+        let manifests: [LoadedObject]
+        switch source.load() {
+        case .success(let objects): manifests = objects
         case .failure(let problems):
             for p in problems { log.error(p) }
             throw ExitCode(1)
         }
+        let host: ControlPlaneHost
+        do {
+            host = try ControlPlaneHost(loop: loop, dataDirectory: data, apiAddress: SocketAddress(parsing: api)!)
+            let problems = host.apply(manifests)
+            if !problems.isEmpty {
+                for p in problems { log.error(p) }
+                throw ExitCode(1)
+            }
+            try host.start()
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            log.error("control plane (--data \(data), --api \(api)): \(error)")
+            throw ExitCode(1)
+        }
+        let initial = source.compile(host.routingObjects(), generation: 1)
 
         let logFD: Int32?
         switch accessLog {
@@ -185,8 +210,8 @@ struct Serve: ParsableCommand {
             throw ExitCode(1)
         }
 
-        let loop = EventLoop()
-        let control = ControlLoop(loop: loop, proxy: proxy, source: source, signalMask: mask)
+        let control = ControlLoop(loop: loop, proxy: proxy, source: source, host: host, signalMask: mask)
+        host.onRoutingChange = { [unowned control] in control.recompile(reason: "objects changed") }
         let adminServer: HTTPServer
         do {
             adminServer = try HTTPServer(loop: loop, address: SocketAddress(parsing: admin)!, name: "admin") { request in
@@ -200,7 +225,7 @@ struct Serve: ParsableCommand {
         control.startHousekeeping()
         proxy.start()
         let httpsText = proxy.boundTLSAddress.map { " https=\($0)" } ?? ""
-        log.info("listening http=\(proxy.boundAddress) admin=\(adminServer.boundAddress)\(httpsText) workers=\(config.workers) routes=\(initial.ingresses.count) ingress(es), \(initial.backends.count) backend(s)")
+        log.info("listening http=\(proxy.boundAddress) admin=\(adminServer.boundAddress)\(httpsText) api=\(host.api.boundAddress) workers=\(config.workers) routes=\(initial.ingresses.count) ingress(es), \(initial.backends.count) backend(s)")
         loop.run()
         proxy.wait()
         log.info("stopped")

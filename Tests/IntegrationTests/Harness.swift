@@ -209,6 +209,7 @@ final class PorticoServer {
         var args = ["serve"]
         for m in manifests { args += ["-f", m] }
         args += ["--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--workers", "2",
+                 "--api", "127.0.0.1:0", "--data", logDir.file("\(name).data"),
                  "--access-log", logDir.file("\(name).access.log")]
         args += extraArgs
         process = try ManagedProcess(name: name, executable: Binary.path, arguments: args, logDir: logDir)

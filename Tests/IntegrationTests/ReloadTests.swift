@@ -122,7 +122,8 @@ final class ReloadTests: XCTestCase {
             .init(host: "bad.test", [.init("/", "Sideways", "svc-a")]),
         ]))
         let p = try ManagedProcess(name: "serve-bad", executable: Binary.path,
-                                   arguments: ["serve", "-f", bad, "--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+                                   arguments: ["serve", "-f", bad, "--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                                               "--api", "127.0.0.1:0", "--data", fx.dir.file("data")],
                                    logDir: fx.dir)
         defer { p.stop() }
         let status = p.waitForExit(timeout: 10)
@@ -134,7 +135,8 @@ final class ReloadTests: XCTestCase {
     func testUnparsableYAMLAtStartExitsOne() throws {
         let bad = try fx.dir.write("broken.yaml", "apiVersion: v1\nkind: Service\nmetadata: [unclosed\n")
         let p = try ManagedProcess(name: "serve-yaml", executable: Binary.path,
-                                   arguments: ["serve", "-f", bad, "--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+                                   arguments: ["serve", "-f", bad, "--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                                               "--api", "127.0.0.1:0", "--data", fx.dir.file("data")],
                                    logDir: fx.dir)
         defer { p.stop() }
         XCTAssertEqual(p.waitForExit(timeout: 10), 1, "stderr:\n\(p.stderrTail())")

@@ -64,6 +64,7 @@ final class TLSRotationTests: XCTestCase {
             let p = try ManagedProcess(name: "serve-bad-default-\(reason.prefix(4))", executable: Binary.path,
                                        arguments: ["serve", "-f", m, "--http", "127.0.0.1:0", "--https", "127.0.0.1:0",
                                                    "--admin", "127.0.0.1:0", "--workers", "1",
+                                                   "--api", "127.0.0.1:0", "--data", fx.dir.file("data-\(reason.prefix(4))"),
                                                    "--default-cert", certs.path(cert), "--default-key", certs.path(key)],
                                        logDir: fx.dir)
             let status = p.waitForExit(timeout: 10)
