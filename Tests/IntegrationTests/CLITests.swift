@@ -499,8 +499,10 @@ final class CLITests: XCTestCase {
         let help = try portico(["serve", "--help"])
         guard help.stdout.contains("--api") else { throw XCTSkip("`portico serve` has no --api yet") }
         let data = dir.file("data")
+        let manifests = dir.file("manifests")   // serve needs an -f; the objects come through the API
+        try FileManager.default.createDirectory(atPath: manifests, withIntermediateDirectories: true)
         let serve = try ManagedProcess(name: "serve-cli", executable: Binary.path, arguments: [
-            "serve", "--http", "127.0.0.1:0", "--https", "off", "--admin", "127.0.0.1:0", "--workers", "1",
+            "serve", "-f", manifests, "--http", "127.0.0.1:0", "--https", "off", "--admin", "127.0.0.1:0", "--workers", "1",
             "--api", "127.0.0.1:0", "--data", data, "--access-log", "off",
         ], logDir: dir)
         defer { serve.stop(grace: 15) }
