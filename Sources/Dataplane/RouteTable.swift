@@ -55,6 +55,15 @@ public struct Backend: Sendable, Hashable {
     public var label: String { "\(namespace)/\(service):\(port)" }
 }
 
+/// A Service address the proxy listens on and balances TCP from (the kube-proxy role): a
+/// ClusterIP and port, or every address at a nodePort.
+public struct TCPService: Sendable, Hashable {
+    public var address: SocketAddress
+    /// Index into `RouteTable.backends`.
+    public var backend: Int32
+    public init(address: SocketAddress, backend: Int32) { self.address = address; self.backend = backend }
+}
+
 /// The result of routing one request: indexes into `RouteTable.backends` and `.ingresses`.
 public struct RouteMatch: Sendable, Equatable {
     /// -1 when nothing matched (the proxy answers 404).
@@ -98,6 +107,8 @@ public struct RouteRule: Sendable, Equatable {
 /// path wins, and an Exact path beats a Prefix path of the same length.
 public final class RouteTable: @unchecked Sendable {
     public let generation: UInt64
+    /// Service addresses balanced at the TCP level.
+    public let tcpServices: [TCPService]
     public let backends: [Backend]
     /// `namespace/name`; the index is `RouteMatch.ingress`.
     public let ingresses: [String]
@@ -122,7 +133,8 @@ public final class RouteTable: @unchecked Sendable {
 
     public init(generation: UInt64, backends: [Backend], ingresses: [String], rules: [RouteRule],
                 defaultMatch: RouteMatch = .notFound, certificates: [CertificateSource] = [],
-                tlsHosts: [HostTLSRule] = []) {
+                tlsHosts: [HostTLSRule] = [], tcpServices: [TCPService] = []) {
+        self.tcpServices = tcpServices
         self.generation = generation
         self.backends = backends
         self.ingresses = ingresses

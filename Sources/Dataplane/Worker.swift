@@ -56,6 +56,8 @@ public final class Worker {
     private(set) var table: RouteTable = .empty
     private(set) var backends: [BackendState] = []
     private var listeners: [Listener] = []
+    /// Service addresses balanced at the TCP level, by address.
+    private var tcpListeners: [SocketAddress: TCPServiceListener] = [:]
     private(set) var listenPort: UInt16 = 0
     var listenPortText: [UInt8] = []
     private(set) var httpsPort: UInt16 = 0
@@ -167,7 +169,30 @@ public final class Worker {
         }
         table = newTable
         backends = fresh
+        installTCPServices(newTable.tcpServices)
         stats.configure(ingresses: newTable.ingresses, backends: newTable.backends.map { $0.label })
+    }
+
+    /// Opens listeners for new Service addresses, retargets kept ones, closes removed ones.
+    private func installTCPServices(_ services: [TCPService]) {
+        if draining { return }
+        var wanted: [SocketAddress: Int32] = [:]
+        for s in services { wanted[s.address] = s.backend }
+        for (address, l) in tcpListeners where wanted[address] == nil {
+            loop.close(l)
+            tcpListeners[address] = nil
+        }
+        for (address, backend) in wanted {
+            if let l = tcpListeners[address] { l.backend = backend; continue }
+            do {
+                let fd = try Socket.listen(address, reusePort: true)
+                let l = TCPServiceListener(fd: fd, address: address, backend: backend, worker: self)
+                tcpListeners[address] = l
+                loop.register(l, events: EPOLLIN.rawValue)
+            } catch {
+                if id == 0 { log.warning("Service address \(address): \(error)") }
+            }
+        }
     }
 
     private func key(_ b: Backend) -> String { "\(b.label)|\(b.policy.rawValue)|\(b.affinity)" }
@@ -218,6 +243,8 @@ public final class Worker {
         drainDeadline = loop.now &+ config.drainTimeout
         for l in listeners { loop.close(l) }
         listeners = []
+        for (_, l) in tcpListeners { loop.close(l) }
+        tcpListeners = [:]
         for c in connections where c.isIdle { c.close() }
         for b in backends { for conns in b.idle { for c in conns { c.closeIdle() } }; b.idle = [] }
         // A timer wakes the loop so the deadline is noticed even with no traffic.

@@ -54,10 +54,11 @@ public enum RouteCompiler {
     public static func compile(_ objects: [KubeObject], options: CompileOptions) -> (table: RouteTable, problems: [CompileProblem]) {
         var compiler = Compilation(objects: objects, options: options)
         compiler.run()
+        compiler.compileServiceAddresses()
         let table = RouteTable(generation: options.generation, backends: compiler.backends,
                                ingresses: compiler.ingressNames, rules: compiler.rules,
                                defaultMatch: compiler.defaultMatch, certificates: compiler.certificates,
-                               tlsHosts: compiler.tlsHosts)
+                               tlsHosts: compiler.tlsHosts, tcpServices: compiler.tcpServices)
         for rule in table.shadowedRules {
             let loser = compiler.ingressNames[Int(rule.match.ingress)]
             let winnerName = table.rules.first {
@@ -259,6 +260,44 @@ struct Compilation {
         guard !s.isEmpty else { return false }
         let separators = Set("()<>@,;:\\\"/[]?={} \t".utf8)
         return s.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f && !separators.contains($0) }
+    }
+
+    /// TCP listeners of the kube-proxy role: each Service port on its ClusterIP, and on every
+    /// address at its nodePort for type NodePort, balanced over the ready endpoints.
+    var tcpServices: [TCPService] = []
+
+    mutating func compileServiceAddresses() {
+        for key in services.keys.sorted() {
+            guard let service = services[key], let spec = service.spec else { continue }
+            let namespace = service.metadata.namespace
+            let name = service.metadata.name ?? ""
+            let ip = spec.clusterIP ?? ""
+            let affinity: Affinity = spec.sessionAffinity == "ClientIP" ? .clientIP : .none
+            for port in spec.ports ?? [] where (port.protocol ?? "TCP") == "TCP" {
+                var addresses: [SocketAddress] = []
+                if !ip.isEmpty, ip != "None", let a = SocketAddress(ip: ip, port: UInt16(clamping: port.port)) {
+                    addresses.append(a)
+                }
+                if spec.type == "NodePort" || spec.type == "LoadBalancer", let np = port.nodePort,
+                   let a = SocketAddress(ip: "0.0.0.0", port: UInt16(clamping: np)) {
+                    addresses.append(a)
+                }
+                if addresses.isEmpty { continue }
+                let label = port.name ?? String(port.port)
+                let backendKey = BackendKey(namespace: namespace, service: name, port: label, policy: .roundRobin,
+                                            affinity: affinity, upstreamTLS: nil)
+                let index: Int32
+                if let existing = backendIndex[backendKey] {
+                    index = existing
+                } else {
+                    index = Int32(backends.count)
+                    backends.append(Backend(namespace: namespace, service: name, port: label,
+                                            endpoints: endpoints(of: service, port: port), affinity: affinity))
+                    backendIndex[backendKey] = index
+                }
+                for a in addresses { tcpServices.append(TCPService(address: a, backend: index)) }
+            }
+        }
     }
 
     /// The backend index for an Ingress backend; nil when it is not a Service backend.

@@ -39,6 +39,8 @@ final class ControlLoop {
     let log = Log("control")
     private var generation: UInt64 = 1
     private var draining = false
+    /// Set once every pod has been stopped at shutdown (the loop runs until then).
+    fileprivate var podsStopped = false
     private var signalChannel: SignalChannel?
     private var watcher: FileWatcher?
     private var drainWaiter: Channel?
@@ -78,7 +80,10 @@ final class ControlLoop {
             draining = true
             log.info("received \(signo == SIGTERM ? "SIGTERM" : "SIGINT"): draining")
             proxy.drain()
-            host.shutdown { [weak self] in self?.log.info("pods stopped") }
+            host.shutdown { [weak self] in
+                self?.podsStopped = true
+                self?.log.info("pods stopped")
+            }
             // The control loop ends once the workers have drained (checked by a short timer).
             let waiter = DrainWaiter(control: self, queue: loop.timerQueue(nanos: 50_000_000))
             drainWaiter = waiter  // a timer queue does not retain what it holds
@@ -158,7 +163,7 @@ private final class DrainWaiter: Channel {
         super.init(fd: -1)
     }
     override func handleTimeout() {
-        if control.workersStopped() { control.loop.stop() } else { queue.arm(self) }
+        if control.workersStopped() && control.podsStopped { control.loop.stop() } else { queue.arm(self) }
     }
 }
 

@@ -13,7 +13,7 @@ final class ControlPlaneHost {
     let store: Store
     let api: APIServer
     let agent: NodeAgent
-    private var controllers: AnyObject?
+    private let controllers: ControllerManager
     private let loop: EventLoop
     private let log = Log("control-plane")
     private var watch: WatchHandle?
@@ -29,7 +29,7 @@ final class ControlPlaneHost {
     /// Annotation with a digest of the applied document (unchanged files cause no update).
     static let digestAnnotation = "portico.io/applied-digest"
 
-    init(loop: EventLoop, dataDirectory: String, apiAddress: SocketAddress) throws {
+    init(loop: EventLoop, dataDirectory: String, apiAddress: SocketAddress, ingressClass: String) throws {
         self.loop = loop
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
@@ -37,6 +37,9 @@ final class ControlPlaneHost {
         api = try APIServer(store: store, loop: loop, address: apiAddress)
         agent = try NodeAgent(loop: loop, configuration: NodeAgent.Configuration(dataDirectory: dataDirectory + "/node"))
         debounce = loop.timerQueue(nanos: 20_000_000)
+        var options = ControllerOptions()
+        options.ingressClass = ingressClass
+        controllers = ControllerManager(store: store, agent: agent, loop: loop, options: options)
     }
 
     func start() throws {
@@ -46,6 +49,7 @@ final class ControlPlaneHost {
         watch = try store.watch(nil, fromResourceVersion: currentRevision()) { event in
             if ControlPlaneHost.routingKinds.contains(event.resource) { debounce.arm(timer) }
         }
+        controllers.start()
     }
 
     /// Drops a scheduled recompilation (the caller is recompiling now).
@@ -143,8 +147,10 @@ final class ControlPlaneHost {
         return String(h, radix: 16)
     }
 
+    /// Stops the controllers first (so nothing restarts a pod), then every pod, gracefully.
     func shutdown(completion: @escaping () -> Void) {
         watch?.cancel()
+        controllers.stop()
         api.shutdown()
         agent.stopAll(completion: completion)
     }

@@ -154,7 +154,8 @@ struct Serve: ParsableCommand {
         }
         let host: ControlPlaneHost
         do {
-            host = try ControlPlaneHost(loop: loop, dataDirectory: data, apiAddress: SocketAddress(parsing: api)!)
+            host = try ControlPlaneHost(loop: loop, dataDirectory: data, apiAddress: SocketAddress(parsing: api)!,
+                                        ingressClass: ingressClass)
             let problems = host.apply(manifests)
             if !problems.isEmpty {
                 for p in problems { log.error(p) }

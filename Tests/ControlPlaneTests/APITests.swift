@@ -177,6 +177,12 @@ final class APITests: XCTestCase {
         let event = try JSONValue.parse(String(text.split(separator: "\n").first ?? ""))
         XCTAssertEqual(event["type"], .string("ADDED"))
         XCTAssertEqual(event["object"]?.name, "settings")
+        XCTAssertEqual(store.watchCount, 1)
+        p.terminate()
+        p.waitUntilExit()
+        let gone = Date().addingTimeInterval(5)
+        while store.watchCount > 0 && Date() < gone { usleep(20_000) }
+        XCTAssertEqual(store.watchCount, 0, "the store watch ends when the client goes away")
     }
 
     func testWatchFromAnExpiredResourceVersionEndsWithA410ErrorEvent() throws {
@@ -283,5 +289,77 @@ final class APITests: XCTestCase {
         let (s, _, e) = try kubectl("apply", "-f", "-", stdin: bad)
         XCTAssertNotEqual(s, 0)
         XCTAssertTrue(e.contains("spec.template.metadata.labels"), e)
+    }
+
+    func testKubectlGetPrintsServerSideColumns() throws {
+        let file = dir + "/app.yaml"
+        try Self.manifest.write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try kubectl("apply", "-f", file).0, 0)
+        let (s, out, err) = try kubectl("get", "deploy,svc")
+        XCTAssertEqual(s, 0, err)
+        let lines = out.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        XCTAssertEqual(lines.first, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"])
+        XCTAssertEqual(lines.dropFirst().first?.prefix(4), ["deployment.apps/web", "0/2", "0", "0"])
+        XCTAssertTrue(lines.contains { $0.first == "TYPE" || $0.contains("CLUSTER-IP") }, out)
+        XCTAssertTrue(lines.contains { $0.first == "service/web" && $0.contains("80/TCP") }, out)
+    }
+
+    func testKubectlCreateGeneratorsForNamespacesConfigMapsAndSecrets() throws {
+        XCTAssertEqual(try kubectl("create", "namespace", "team").0, 0)
+        let (s1, _, e1) = try kubectl("create", "configmap", "settings", "-n", "team", "--from-literal=a=1")
+        XCTAssertEqual(s1, 0, e1)
+        let (s2, _, e2) = try kubectl("create", "secret", "generic", "pw", "-n", "team", "--from-literal=password=hunter2")
+        XCTAssertEqual(s2, 0, e2)
+        XCTAssertEqual(try store.get(.configMaps, namespace: "team", name: "settings")["data"], .object(["a": .string("1")]))
+        XCTAssertEqual(try store.get(.secrets, namespace: "team", name: "pw")[path: ["data", "password"]], .string("aHVudGVyMg=="))
+        let (s3, _, e3) = try kubectl("create", "deployment", "d", "--image=x")
+        XCTAssertNotEqual(s3, 0)
+        XCTAssertTrue(e3.contains("kubectl apply -f"), e3)
+    }
+
+    func testScaleSubresourceIsAnAutoscalingV1Scale() throws {
+        try store.create(.deployments, try StoreTests.deployment("web", replicas: 2))
+        let (c1, scale) = try curl("GET", "/apis/apps/v1/namespaces/default/deployments/web/scale")
+        XCTAssertEqual(c1, 200)
+        XCTAssertEqual(scale["apiVersion"], .string("autoscaling/v1"))
+        XCTAssertEqual(scale[path: ["spec", "replicas"]], .int(2))
+        XCTAssertEqual(scale[path: ["status", "selector"]], .string("app=web"))
+        let (c2, scaled) = try curl("PATCH", "/apis/apps/v1/namespaces/default/deployments/web/scale", body: #"{"spec":{"replicas":5}}"#,
+                                    contentType: "application/merge-patch+json")
+        XCTAssertEqual(c2, 200)
+        XCTAssertEqual(scaled[path: ["spec", "replicas"]], .int(5))
+        XCTAssertEqual(try store.get(.deployments, namespace: "default", name: "web")[path: ["spec", "replicas"]], .int(5))
+        let (c3, _) = try curl("GET", "/api/v1/namespaces/default/configmaps/x/scale")
+        XCTAssertEqual(c3, 404)
+    }
+
+    func testStatusSubresourceChangesOnlyStatus() throws {
+        let d = try store.create(.deployments, try StoreTests.deployment("web"))
+        var body = d
+        body[path: ["status", "replicas"]] = .int(1)
+        body[path: ["spec", "replicas"]] = .int(9)
+        let (c1, updated) = try curl("PUT", "/apis/apps/v1/namespaces/default/deployments/web/status", body: body.jsonString)
+        XCTAssertEqual(c1, 200)
+        XCTAssertEqual(updated[path: ["status", "replicas"]], .int(1))
+        XCTAssertEqual(updated[path: ["spec", "replicas"]], .int(1))
+    }
+
+    func testDryRunChangesNothing() throws {
+        let file = dir + "/app.yaml"
+        try Self.manifest.write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try kubectl("apply", "-f", file).0, 0)
+        let revision = store.revision
+        try Self.manifest.replacingOccurrences(of: "replicas: 2", with: "replicas: 4")
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let (s1, o1, e1) = try kubectl("diff", "-f", file)
+        XCTAssertEqual(s1, 1, "kubectl diff exits 1 when there are differences: \(e1)")
+        XCTAssertTrue(o1.contains("+  replicas: 4"), o1)
+        let (s2, o2, e2) = try kubectl("apply", "-f", file, "--dry-run=server")
+        XCTAssertEqual(s2, 0, e2)
+        XCTAssertTrue(o2.contains("(server dry run)"), o2)
+        let (s3, _, e3) = try kubectl("delete", "deploy", "web", "--dry-run=server")
+        XCTAssertEqual(s3, 0, e3)
+        XCTAssertEqual(store.revision, revision)
+        XCTAssertEqual(try store.get(.deployments, namespace: "default", name: "web")[path: ["spec", "replicas"]], .int(2))
     }
 }

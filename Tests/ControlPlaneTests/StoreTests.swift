@@ -191,6 +191,30 @@ final class StoreTests: XCTestCase {
         XCTAssertThrowsError(try store.delete(.deployments, namespace: "default", name: "web")) { XCTAssertEqual(($0 as? StoreError)?.code, 404) }
     }
 
+    func testOrphanDeletionKeepsDependentsAndDropsTheirOwnerReference() throws {
+        let owner = try store.create(.configMaps, Self.configMap("owner"))
+        var child = Self.configMap("child")
+        child[path: ["metadata", "ownerReferences"]] = .array([.object(["apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": .string(owner.uid)])])
+        try store.create(.configMaps, child)
+        try store.delete(.configMaps, namespace: "default", name: "owner", propagation: .orphan)
+        let kept = try store.get(.configMaps, namespace: "default", name: "child")
+        XCTAssertNil(kept[path: ["metadata", "ownerReferences"]])
+        XCTAssertThrowsError(try store.delete(.configMaps, namespace: "default", name: "child", resourceVersion: "1")) {
+            XCTAssertEqual(($0 as? StoreError)?.reason, .conflict, "a stale precondition does not delete")
+        }
+    }
+
+    func testTypedObjectsRoundTripThroughTheStore() throws {
+        let svc = try JSONValue.parse(#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web"},"spec":{"selector":{"app":"web"},"ports":[{"port":80}]}}"#)
+        let stored = try store.create(.services, svc)
+        let typed = try stored.decode(as: Service.self)
+        XCTAssertEqual(typed.metadata.uid, stored.uid)
+        XCTAssertEqual(typed.metadata.name, "web")
+        let back = try JSONValue(encoding: typed)
+        XCTAssertEqual(back.name, "web")
+        XCTAssertEqual(try store.update(.services, back).resourceVersion, stored.resourceVersion, "an unchanged object makes no new revision")
+    }
+
     func testWatchReplaysFromARevisionThenFollowsLiveChanges() throws {
         let a = try store.create(.configMaps, Self.configMap("a"))
         let from = store.revision

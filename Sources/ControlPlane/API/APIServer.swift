@@ -8,6 +8,7 @@ import Server
 ///
 /// Runs on `loop` (call `init` on that loop's thread or before it runs); every request is
 /// answered there, and watch events are posted to it from whichever thread wrote to the store.
+/// Keep a reference to it for as long as it should serve.
 public final class APIServer {
     public let store: Store
     let loop: EventLoop
@@ -20,8 +21,10 @@ public final class APIServer {
     public init(store: Store, loop: EventLoop, address: SocketAddress) throws {
         self.store = store
         self.loop = loop
-        server = try HTTPServer(loop: loop, address: address, collectLimit: 8 << 20, name: "api") { [unowned self] request in
-            self.handle(request)
+        server = try HTTPServer(loop: loop, address: address, collectLimit: 8 << 20, name: "api") { [weak self] request in
+            // The owner keeps the APIServer; once it is released the listener only answers 503.
+            guard let self else { return .now(.text(503, "the API server has been released\n")) }
+            return self.handle(request)
         }
     }
 
@@ -122,29 +125,36 @@ public final class APIServer {
 
     func serve(_ r: ServerRequest, _ t: Target, _ query: [String: String]) throws -> ServerReply {
         let ns = t.namespace ?? ""
+        // `dryRun=All` (kubectl diff, --dry-run=server): validate and answer, store nothing.
+        let dryRun = !(query["dryRun"] ?? "").isEmpty
         guard let name = t.name else {
             switch r.method {
             case "GET":
                 if let w = query["watch"], w == "1" || w == "true" {
-                    return try watch(t, query)
+                    return try watch(t, query, table: APITable.wantsTable(r.header("Accept")))
                 }
                 let (items, rv) = try store.list(t.type, namespace: t.namespace, labelSelector: nonEmpty(query["labelSelector"]),
                                                  fieldSelector: nonEmpty(query["fieldSelector"]))
+                if APITable.wantsTable(r.header("Accept")) {
+                    return .now(Self.json(200, APITable.table(t.type, items, resourceVersion: rv)))
+                }
                 return .now(Self.json(200, .object([
                     "kind": .string(t.type.kind + "List"), "apiVersion": .string(t.type.apiVersion),
                     "metadata": .object(["resourceVersion": .string(rv)]), "items": .array(items),
                 ])))
             case "POST":
-                let o = try body(r)
-                if query["dryRun"] != nil { return .now(Self.json(201, o)) }
-                return .now(Self.json(201, try store.create(t.type, o, namespace: t.namespace)))
+                return .now(Self.json(201, try store.create(t.type, try body(r), namespace: t.namespace, dryRun: dryRun)))
             default:
                 throw StoreError(.methodNotAllowed, "the server does not allow this method on the requested resource")
             }
         }
         switch (r.method, t.subresource) {
         case ("GET", nil), ("GET", "status"):
-            return .now(Self.json(200, try store.get(t.type, namespace: ns, name: name)))
+            let o = try store.get(t.type, namespace: ns, name: name)
+            if t.subresource == nil && APITable.wantsTable(r.header("Accept")) {
+                return .now(Self.json(200, APITable.table(t.type, [o], resourceVersion: o.resourceVersion)))
+            }
+            return .now(Self.json(200, o))
         case ("PUT", let sub):
             let o = try body(r)
             if !o.name.isEmpty && o.name != name {
@@ -153,9 +163,9 @@ public final class APIServer {
             var named = o
             named[path: ["metadata", "name"]] = .string(name)
             switch sub {
-            case "status": return .now(Self.json(200, try store.updateStatus(t.type, named, namespace: t.namespace)))
-            case "scale": return .now(Self.json(200, try setScale(t, name: name, scale: named)))
-            default: return .now(Self.json(200, try store.update(t.type, named, namespace: t.namespace)))
+            case "status": return .now(Self.json(200, try store.updateStatus(t.type, named, namespace: t.namespace, dryRun: dryRun)))
+            case "scale": return .now(Self.json(200, try setScale(t, name: name, scale: named, dryRun: dryRun)))
+            default: return .now(Self.json(200, try store.update(t.type, named, namespace: t.namespace, dryRun: dryRun)))
             }
         case ("PATCH", let sub):
             let contentType = (r.header("Content-Type") ?? "").split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
@@ -166,13 +176,24 @@ public final class APIServer {
             let patch = try body(r)
             if sub == "scale" {
                 let scale = try Self.patchScale(scale(t, name: name), patch, patchType)
-                return .now(Self.json(200, try setScale(t, name: name, scale: scale)))
+                return .now(Self.json(200, try setScale(t, name: name, scale: scale, dryRun: dryRun)))
             }
-            return .now(Self.json(200, try store.patch(t.type, namespace: ns, name: name, patch: patch, as: patchType, status: sub == "status")))
+            return .now(Self.json(200, try store.patch(t.type, namespace: ns, name: name, patch: patch, as: patchType,
+                                                       status: sub == "status", dryRun: dryRun)))
         case ("GET", "scale"):
             return .now(Self.json(200, try scale(t, name: name)))
         case ("DELETE", nil):
-            return .now(Self.json(200, try store.delete(t.type, namespace: ns, name: name)))
+            // DeleteOptions may come in the body or the query.
+            let options = r.body.isEmpty ? JSONValue.object([:]) : ((try? JSONValue.parse(r.body)) ?? .object([:]))
+            let policy = options["propagationPolicy"]?.stringValue ?? query["propagationPolicy"] ?? "Background"
+            guard let propagation = policy == "Foreground" ? .background : Store.Propagation(rawValue: policy) else {
+                throw StoreError(.badRequest, "unknown propagationPolicy \"\(policy)\": use Background, Foreground or Orphan")
+            }
+            let rv = options[path: ["preconditions", "resourceVersion"]]?.stringValue
+            if dryRun || !(options["dryRun"]?.arrayValue ?? []).isEmpty {
+                return .now(Self.json(200, try store.get(t.type, namespace: ns, name: name)))
+            }
+            return .now(Self.json(200, try store.delete(t.type, namespace: ns, name: name, propagation: propagation, resourceVersion: rv)))
         default:
             throw StoreError(.methodNotAllowed, "the server does not allow this method on the requested resource")
         }
@@ -184,10 +205,16 @@ public final class APIServer {
         if r.body.isEmpty && r.bodyLength > 0 {
             throw StoreError(.badRequest, "the request body is too large or not sent with Content-Length")
         }
+        if let type = r.header("Content-Type"), type.contains("protobuf") || type.contains("cbor") {
+            if type.contains("protobuf"), let o = APIProtobuf.decode(r.body) { return o }
+            throw StoreError(.unsupportedMediaType,
+                             "the body of the request was in an unknown format - accepted media types include: application/json (Portico does not read \(type) bodies; `kubectl create <kind> …` generators other than namespace, configmap and secret send them: use `kubectl create -f` or `kubectl apply -f` with a manifest)")
+        }
         do {
             return try JSONValue.parse(r.body)
         } catch {
-            throw StoreError(.badRequest, "the request body is not valid JSON (YAML bodies are not accepted: send JSON)")
+            let type = r.header("Content-Type") ?? "none"
+            throw StoreError(.badRequest, "the request body is not valid JSON (Content-Type \(type); only JSON bodies are accepted)")
         }
     }
 
@@ -216,7 +243,7 @@ public final class APIServer {
         }
     }
 
-    func setScale(_ t: Target, name: String, scale: JSONValue) throws -> JSONValue {
+    func setScale(_ t: Target, name: String, scale: JSONValue, dryRun: Bool = false) throws -> JSONValue {
         guard let replicas = scale[path: ["spec", "replicas"]]?.intValue, replicas >= 0 else {
             throw StoreError.invalid(t.type, name, [StoreError.Cause(field: "spec.replicas", reason: "FieldValueInvalid", message: "Invalid value: must be a non-negative integer")])
         }
@@ -224,6 +251,11 @@ public final class APIServer {
         let rv = scale.resourceVersion
         if !rv.isEmpty && rv != o.resourceVersion { throw StoreError.conflict(t.type, name) }
         o[path: ["spec", "replicas"]] = .int(replicas)
+        if dryRun {
+            var preview = try self.scale(t, name: name)
+            preview[path: ["spec", "replicas"]] = .int(replicas)
+            return preview
+        }
         _ = try store.update(t.type, o)
         return try self.scale(t, name: name)
     }
@@ -233,7 +265,7 @@ public final class APIServer {
     /// Streams `{"type":…,"object":…}` lines, one per event, until the client goes away. A
     /// resourceVersion older than the store's event window ends the stream with an ERROR event
     /// holding a 410 Expired Status, as Kubernetes' API server does.
-    func watch(_ t: Target, _ query: [String: String]) throws -> ServerReply {
+    func watch(_ t: Target, _ query: [String: String], table: Bool) throws -> ServerReply {
         let labels = nonEmpty(query["labelSelector"]), fields = nonEmpty(query["fieldSelector"])
         _ = try labels.map(LabelSelector.init)
         _ = try fields.map(FieldSelector.init)
@@ -247,7 +279,8 @@ public final class APIServer {
             do {
                 let handle = try store.watch(t.type, namespace: t.namespace, labelSelector: labels, fieldSelector: fields,
                                              fromResourceVersion: query["resourceVersion"]) { event in
-                    let line = JSONValue.object(["type": .string(event.type.rawValue), "object": event.object]).jsonBytes + [0x0A]
+                    let object = table ? APITable.table(event.resource, [event.object], resourceVersion: event.object.resourceVersion) : event.object
+                    let line = JSONValue.object(["type": .string(event.type.rawValue), "object": object]).jsonBytes + [0x0A]
                     loop.execute { stream.write(line) }
                 }
                 if box.cancelled { handle.cancel() } else { box.handle = handle }

@@ -120,12 +120,14 @@ public final class Store {
 
     // MARK: Writes
 
+    /// `dryRun` on any write: validate and return the result without storing it.
+    ///
     /// Creates the object (AlreadyExists when the name is taken; `metadata.generateName` picks a
     /// free name). The store sets uid, resourceVersion, generation 1 and creationTimestamp;
     /// `status` starts empty for kinds with a status subresource. `namespace` overrides an empty
     /// `metadata.namespace` (default `default`).
     @discardableResult
-    public func create(_ type: ResourceType, _ object: JSONValue, namespace: String? = nil) throws -> JSONValue {
+    public func create(_ type: ResourceType, _ object: JSONValue, namespace: String? = nil, dryRun: Bool = false) throws -> JSONValue {
         lock.lock(); defer { lock.unlock() }
         var o = try prepare(type, object, namespace: namespace)
         if o.name.isEmpty, let prefix = o[path: ["metadata", "generateName"]]?.stringValue, !prefix.isEmpty {
@@ -147,6 +149,7 @@ public final class Store {
         o[path: ["metadata", "deletionTimestamp"]] = nil
         if type.hasStatus { o["status"] = nil }
         if type == .namespaces { o["status"] = .object(["phase": .string("Active")]) }
+        if dryRun { return o }
         try commit([(.added, type, o)])
         return o
     }
@@ -156,31 +159,31 @@ public final class Store {
     /// creationTimestamp are kept; generation grows when anything outside metadata and status
     /// changes. An update that changes nothing returns the stored object without a new revision.
     @discardableResult
-    public func update(_ type: ResourceType, _ object: JSONValue, namespace: String? = nil) throws -> JSONValue {
+    public func update(_ type: ResourceType, _ object: JSONValue, namespace: String? = nil, dryRun: Bool = false) throws -> JSONValue {
         lock.lock(); defer { lock.unlock() }
         var o = try prepare(type, object, namespace: namespace)
         let old = try current(type, o)
         if type.hasStatus { o["status"] = old["status"] }
-        return try replace(type, old: old, new: o)
+        return try replace(type, old: old, new: o, dryRun: dryRun)
     }
 
     /// Replaces only `status` (the status subresource); everything else is kept from the stored
     /// object. A non-empty resourceVersion must be current.
     @discardableResult
-    public func updateStatus(_ type: ResourceType, _ object: JSONValue, namespace: String? = nil) throws -> JSONValue {
+    public func updateStatus(_ type: ResourceType, _ object: JSONValue, namespace: String? = nil, dryRun: Bool = false) throws -> JSONValue {
         lock.lock(); defer { lock.unlock() }
         let o = try prepare(type, object, namespace: namespace)
         let old = try current(type, o)
         var new = old
         new["status"] = o["status"]
-        return try replace(type, old: old, new: new)
+        return try replace(type, old: old, new: new, dryRun: dryRun)
     }
 
     /// Applies a JSON merge patch or a strategic merge patch to the stored object, then updates
     /// it (or its status, with `status: true`). A resourceVersion in the patch must be current.
     @discardableResult
     public func patch(_ type: ResourceType, namespace: String, name: String, patch: JSONValue, as patchType: PatchType,
-                      status: Bool = false) throws -> JSONValue {
+                      status: Bool = false, dryRun: Bool = false) throws -> JSONValue {
         lock.lock(); defer { lock.unlock() }
         let old = try get(type, namespace: namespace, name: name)
         guard case .object = patch else { throw StoreError(.badRequest, "a patch must be a JSON object") }
@@ -191,16 +194,27 @@ public final class Store {
         }
         if patched.name != name { throw StoreError(.badRequest, "metadata.name cannot be changed by a patch") }
         patched[path: ["metadata", "namespace"]] = old["metadata"]?["namespace"]
-        return status ? try updateStatus(type, patched) : try update(type, patched)
+        return status ? try updateStatus(type, patched, dryRun: dryRun) : try update(type, patched, dryRun: dryRun)
+    }
+
+    /// What happens to an object's dependents when it is deleted (`DeleteOptions.propagationPolicy`).
+    public enum Propagation: String, Sendable {
+        /// Dependents are deleted after the owner (Kubernetes' default for most kinds).
+        case background = "Background"
+        /// Dependents stay, with the owner's entry removed from their ownerReferences.
+        case orphan = "Orphan"
     }
 
     /// Deletes the object and returns its last state; dependents (objects whose ownerReferences
     /// name its uid) are deleted after it, recursively, as Kubernetes' background cascading
-    /// deletion does. Deleting a namespace deletes everything in it.
+    /// deletion does, or orphaned. Deleting a namespace deletes everything in it.
+    /// `resourceVersion`, when given, must be current (a precondition, as DeleteOptions has).
     @discardableResult
-    public func delete(_ type: ResourceType, namespace: String, name: String) throws -> JSONValue {
+    public func delete(_ type: ResourceType, namespace: String, name: String, propagation: Propagation = .background,
+                       resourceVersion: String? = nil) throws -> JSONValue {
         lock.lock(); defer { lock.unlock() }
         let o = try get(type, namespace: namespace, name: name)
+        if let rv = resourceVersion, !rv.isEmpty, rv != o.resourceVersion { throw StoreError.conflict(type, name) }
         var deleted = o
         deleted[path: ["metadata", "resourceVersion"]] = .string(String(currentRevision + 1))
         try commit([(.deleted, type, deleted)])
@@ -212,8 +226,15 @@ public final class Store {
                 if owned || inNamespace { dependents.append((t, d)) }
             }
         }
-        for (t, d) in dependents.sorted(by: { $0.1.resourceVersion < $1.1.resourceVersion }) {
-            _ = try? delete(t, namespace: d.namespace, name: d.name)
+        for (t, d) in dependents.sorted(by: { (Int64($0.1.resourceVersion) ?? 0) < (Int64($1.1.resourceVersion) ?? 0) }) {
+            if propagation == .orphan && type != .namespaces {
+                var freed = d
+                let refs = d[path: ["metadata", "ownerReferences"]]?.arrayValue?.filter { $0["uid"]?.stringValue != o.uid } ?? []
+                freed[path: ["metadata", "ownerReferences"]] = refs.isEmpty ? nil : .array(refs)
+                _ = try? update(t, freed)
+            } else {
+                _ = try? delete(t, namespace: d.namespace, name: d.name)
+            }
         }
         return deleted
     }
@@ -252,6 +273,12 @@ public final class Store {
         return WatchHandle(store: self, id: id)
     }
 
+    /// How many watches are registered (for tests and metrics).
+    public var watchCount: Int {
+        lock.lock(); defer { lock.unlock() }
+        return watchers.count
+    }
+
     func cancelWatch(_ id: Int) {
         lock.lock(); defer { lock.unlock() }
         watchers[id] = nil
@@ -275,6 +302,13 @@ public final class Store {
         if let k = o["kind"]?.stringValue, k != type.kind {
             throw StoreError(.badRequest, "the kind in the data (\(k)) does not match the expected kind (\(type.kind))")
         }
+        if type == .secrets, let stringData = o["stringData"]?.stringMap, !stringData.isEmpty {
+            // As Kubernetes does on write: stringData is merged into data, base64-encoded.
+            var data = o["data"]?.objectValue ?? [:]
+            for (k, v) in stringData { data[k] = .string(Data(v.utf8).base64EncodedString()) }
+            o["data"] = .object(data)
+        }
+        if type == .secrets { o["stringData"] = nil }
         o["apiVersion"] = .string(type.apiVersion)
         o["kind"] = .string(type.kind)
         if o["metadata"]?.objectValue == nil { o["metadata"] = .object([:]) }
@@ -298,7 +332,7 @@ public final class Store {
         return old
     }
 
-    private func replace(_ type: ResourceType, old: JSONValue, new: JSONValue) throws -> JSONValue {
+    private func replace(_ type: ResourceType, old: JSONValue, new: JSONValue, dryRun: Bool) throws -> JSONValue {
         var o = new
         for field in ["uid", "creationTimestamp", "generation", "resourceVersion"] {
             o[path: ["metadata", field]] = old[path: ["metadata", field]]
@@ -309,6 +343,7 @@ public final class Store {
         if spec(o) != spec(old) {
             o[path: ["metadata", "generation"]] = .int((old[path: ["metadata", "generation"]]?.intValue ?? 1) + 1)
         }
+        if dryRun { return o }
         o[path: ["metadata", "resourceVersion"]] = .string(String(currentRevision + 1))
         try commit([(.modified, type, o)])
         return o

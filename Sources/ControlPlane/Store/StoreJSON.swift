@@ -48,6 +48,16 @@ extension JSONValue {
         }
     }
 
+    /// The JSON form of a typed value (an Objects type such as `Service`), to store it.
+    public init<T: Encodable>(encoding value: T) throws {
+        self = try JSONValue.parse(Array(JSONEncoder().encode(value)))
+    }
+
+    /// Decodes this value as a typed object (`try o.decode(as: Service.self)`).
+    public func decode<T: Decodable>(as type: T.Type) throws -> T {
+        try JSONDecoder().decode(T.self, from: Data(jsonBytes))
+    }
+
     public var stringValue: String? { if case .string(let s) = self { return s } else { return nil } }
     public var intValue: Int? {
         switch self {

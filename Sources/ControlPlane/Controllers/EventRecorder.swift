@@ -1,0 +1,42 @@
+import Foundation
+import Objects
+
+/// Writes v1 Events about objects: the same reason and message for the same object again
+/// bumps `count` and `lastTimestamp` of the existing Event instead of adding one (as
+/// client-go's event correlator does).
+final class EventRecorder {
+    let store: Store
+    /// Correlation key → Event name, for the events this process wrote.
+    private var recent: [String: String] = [:]
+
+    init(store: Store) { self.store = store }
+
+    func record(_ involved: JSONValue, type: String = "Normal", reason: String, message: String, component: String) {
+        let ns = involved.namespace.isEmpty ? "default" : involved.namespace
+        let kind = involved["kind"]?.stringValue ?? ""
+        let key = [ns, kind, involved.name, involved.uid, type, reason, message, component].joined(separator: "\u{1}")
+        let now = Obj.now()
+        if let name = recent[key], var e = try? store.get(.events, namespace: ns, name: name) {
+            e["count"] = .int((e["count"]?.intValue ?? 1) + 1)
+            e["lastTimestamp"] = .string(now)
+            if (try? store.update(.events, e)) != nil { return }
+        }
+        let name = "\(involved.name).\(String(UInt64.random(in: 0...UInt64.max), radix: 16))"
+        let event: JSONValue = .object([
+            "metadata": .object(["name": .string(name), "namespace": .string(ns)]),
+            "involvedObject": .object([
+                "apiVersion": .string(involved["apiVersion"]?.stringValue ?? ""), "kind": .string(kind),
+                "name": .string(involved.name), "namespace": .string(ns), "uid": .string(involved.uid),
+                "resourceVersion": .string(involved.resourceVersion),
+            ]),
+            "reason": .string(reason), "message": .string(message), "type": .string(type),
+            "count": .int(1), "firstTimestamp": .string(now), "lastTimestamp": .string(now),
+            "source": .object(["component": .string(component), "host": .string("portico")]),
+            "reportingComponent": .string(component), "reportingInstance": .string("portico"),
+        ])
+        if (try? store.create(.events, event)) != nil {
+            if recent.count > 4096 { recent.removeAll() }
+            recent[key] = name
+        }
+    }
+}

@@ -1,0 +1,167 @@
+import Foundation
+import Objects
+
+/// StatefulSet → pods `<sts>-0 … <sts>-(N-1)`: hostname and subdomain set, the same name (and,
+/// through the agent's stable key, the same IP) when recreated; OrderedReady creates each only
+/// once the one before is Running and Ready and removes from the highest ordinal one at a
+/// time; Parallel does both at once. RollingUpdate replaces pods whose
+/// `controller-revision-hash` is not the update revision, highest ordinal first, down to
+/// `partition`. The current revision lives in `status.currentRevision`.
+final class StatefulSetController: Controller {
+    let name = "statefulset"
+    unowned let m: ControllerManager
+    static let component = "statefulset-controller"
+    static let podNameLabel = "statefulset.kubernetes.io/pod-name"
+    static let podIndexLabel = "apps.kubernetes.io/pod-index"
+
+    init(manager: ControllerManager) { m = manager }
+    var store: Store { m.store }
+
+    static func ordinal(_ pod: String, of sts: String) -> Int? {
+        guard pod.hasPrefix(sts + "-"), let n = Int(pod.dropFirst(sts.count + 1)), n >= 0,
+              String(n) == String(pod.dropFirst(sts.count + 1)) else { return nil }
+        return n
+    }
+
+    private func healthy(_ pod: JSONValue) -> Bool { Obj.phase(pod) == "Running" && Obj.isReady(pod) }
+
+    func sync(namespace: String, name: String) throws -> SyncResult {
+        guard let sts = try? store.get(.statefulSets, namespace: namespace, name: name) else { return .done }
+        let replicas = Obj.int(sts[path: ["spec", "replicas"]], default: 1)
+        let parallel = sts[path: ["spec", "podManagementPolicy"]]?.stringValue == "Parallel"
+        let template = sts[path: ["spec", "template"]] ?? .object([:])
+        let updateRevision = "\(name)-\(Obj.templateHash(template))"
+        let storedCurrent = sts[path: ["status", "currentRevision"]]?.stringValue ?? ""
+        let currentRevision = storedCurrent.isEmpty ? updateRevision : storedCurrent
+        let rolling = (sts[path: ["spec", "updateStrategy", "type"]]?.stringValue ?? "RollingUpdate") == "RollingUpdate"
+        let partition = rolling ? Obj.int(sts[path: ["spec", "updateStrategy", "rollingUpdate", "partition"]], default: 0) : Int.max
+
+        // The pods this set controls, by ordinal (adopting orphans with its ordinal names).
+        var byOrdinal: [Int: JSONValue] = [:]
+        for var pod in try store.list(.pods, namespace: namespace).items {
+            guard let ord = Self.ordinal(pod.name, of: name) else { continue }
+            let owner = Obj.controllerUID(pod)
+            if owner == nil, Obj.selector(sts[path: ["spec", "selector"]])?.matches(pod.labels) == true {
+                pod[path: ["metadata", "ownerReferences"]] = .array((pod[path: ["metadata", "ownerReferences"]]?.arrayValue ?? []) + [Obj.ownerReference(sts)])
+                pod = try store.update(.pods, pod)
+            } else if owner != sts.uid {
+                continue
+            }
+            byOrdinal[ord] = pod
+        }
+
+        func revision(_ pod: JSONValue) -> String { pod.labels[Obj.revisionHashLabel] ?? "" }
+
+        /// The template of a revision: the set's own for the update revision, else one
+        /// read back from a pod still at that revision.
+        func templateFor(_ rev: String) -> JSONValue {
+            if rev == updateRevision { return template }
+            guard let p = byOrdinal.values.first(where: { revision($0) == rev }) else { return template }
+            var t: JSONValue = .object(["metadata": .object([:]), "spec": p["spec"] ?? .object([:])])
+            var labels = p.labels
+            for k in [Obj.revisionHashLabel, Self.podNameLabel, Self.podIndexLabel] { labels[k] = nil }
+            t[path: ["metadata", "labels"]] = Obj.json(labels)
+            t[path: ["metadata", "annotations"]] = p[path: ["metadata", "annotations"]]
+            for k in ["nodeName", "hostname", "subdomain"] { t[path: ["spec", k]] = nil }
+            return t
+        }
+
+        func create(_ ord: Int) throws {
+            let podName = "\(name)-\(ord)"
+            // The previous pod of this name still has the address: wait until it is gone.
+            if m.agent.runningPods.contains(where: { $0.namespace == namespace && $0.name == podName }) { return }
+            // OnDelete: a pod the user deleted comes back at the update revision.
+            let rev = rolling && ord < partition ? currentRevision : updateRevision
+            let t = templateFor(rev)
+            var labels = t[path: ["metadata", "labels"]]?.stringMap ?? [:]
+            labels[Obj.revisionHashLabel] = rev
+            labels[Self.podNameLabel] = podName
+            labels[Self.podIndexLabel] = String(ord)
+            var meta: JSONValue = .object(["name": .string(podName), "namespace": .string(namespace)])
+            meta["labels"] = Obj.json(labels)
+            meta["annotations"] = t[path: ["metadata", "annotations"]]
+            meta["ownerReferences"] = .array([Obj.ownerReference(sts)])
+            var spec = t["spec"] ?? .object([:])
+            spec["hostname"] = .string(podName)
+            if let svc = sts[path: ["spec", "serviceName"]]?.stringValue, !svc.isEmpty { spec["subdomain"] = .string(svc) }
+            do {
+                let pod = try store.create(.pods, .object(["metadata": meta, "spec": spec]))
+                byOrdinal[ord] = pod
+                m.event(sts, "Normal", "SuccessfulCreate", "create Pod \(podName) in StatefulSet \(name) successful", component: Self.component)
+            } catch let e as StoreError where e.reason == .alreadyExists {
+                return
+            }
+        }
+
+        func delete(_ pod: JSONValue, _ why: String) {
+            _ = try? store.delete(.pods, namespace: namespace, name: pod.name)
+            byOrdinal[Self.ordinal(pod.name, of: name)!] = nil
+            m.event(sts, "Normal", "SuccessfulDelete", "delete Pod \(pod.name) in StatefulSet \(name) successful\(why)", component: Self.component)
+        }
+
+        var waiting = false
+        // Create or replace the pods 0..N-1, in order unless Parallel.
+        for ord in 0..<replicas {
+            if let pod = byOrdinal[ord], Obj.isTerminal(pod) {
+                delete(pod, " (pod \(Obj.phase(pod)))")
+            }
+            if byOrdinal[ord] == nil {
+                try create(ord)
+                if !parallel { waiting = true; break }
+            } else if !parallel, !healthy(byOrdinal[ord]!) || m.pods.isTerminating(namespace: namespace, name: "\(name)-\(ord)") {
+                waiting = true
+                break
+            }
+        }
+        // Scale down from the highest ordinal: one at a time, after the rest is healthy, unless Parallel.
+        let condemned = byOrdinal.keys.filter { $0 >= replicas }.sorted(by: >)
+        if !condemned.isEmpty && (parallel || !waiting) {
+            let terminating = byOrdinal.keys.contains { m.pods.isTerminating(namespace: namespace, name: "\(name)-\($0)") }
+            if parallel {
+                for ord in condemned { delete(byOrdinal[ord]!, "") }
+            } else if !terminating {
+                delete(byOrdinal[condemned[0]]!, "")
+            }
+            waiting = true
+        }
+        // Rolling update: replace the highest-ordinal pod not at the update revision, once all are healthy.
+        if rolling && !waiting {
+            let allHealthy = (0..<replicas).allSatisfy { byOrdinal[$0].map(healthy) ?? false }
+                && !(0..<replicas).contains { m.pods.isTerminating(namespace: namespace, name: "\(name)-\($0)") }
+            if allHealthy {
+                for ord in (0..<replicas).reversed() where ord >= partition {
+                    if let pod = byOrdinal[ord], revision(pod) != updateRevision {
+                        delete(pod, " (update to revision \(updateRevision))")
+                        break
+                    }
+                }
+            }
+        }
+        try writeStatus(sts, byOrdinal, currentRevision: currentRevision, updateRevision: updateRevision, replicas: replicas)
+        return .done
+    }
+
+    private func writeStatus(_ sts: JSONValue, _ pods: [Int: JSONValue], currentRevision: String, updateRevision: String, replicas: Int) throws {
+        guard let fresh = try? store.get(.statefulSets, namespace: sts.namespace, name: sts.name) else { return }
+        let list = Array(pods.values)
+        let updated = list.filter { $0.labels[Obj.revisionHashLabel] == updateRevision }.count
+        var current = currentRevision
+        var currentCount = list.filter { $0.labels[Obj.revisionHashLabel] == currentRevision }.count
+        // Every pod at the update revision: it becomes the current one.
+        if updated == replicas && list.count == replicas { current = updateRevision; currentCount = updated }
+        var status = fresh["status"] ?? .object([:])
+        status["observedGeneration"] = fresh[path: ["metadata", "generation"]] ?? .int(1)
+        status["replicas"] = .int(list.count)
+        status["readyReplicas"] = .int(list.filter(Obj.isReady).count)
+        status["availableReplicas"] = .int(list.filter(Obj.isReady).count)
+        status["currentReplicas"] = .int(currentCount)
+        status["updatedReplicas"] = .int(updated)
+        status["currentRevision"] = .string(current)
+        status["updateRevision"] = .string(updateRevision)
+        status["collisionCount"] = status["collisionCount"] ?? .int(0)
+        guard status != fresh["status"] else { return }
+        var o = fresh
+        o["status"] = status
+        try store.updateStatus(.statefulSets, o)
+    }
+}
