@@ -9,7 +9,7 @@ struct Logs: ParsableCommand {
         abstract: "Print the output of a pod's container.",
         discussion: """
         Uses the API server's pods/NAME/log when it has one; otherwise reads the files the node \
-        agent writes under --data (pods/<namespace>_<name>_<uid>/<container>.log, .previous.log \
+        agent writes under --data (node/pods/<namespace>_<name>_<uid>/<container>.log, .previous.log \
         for the instance before the last restart, .log.1 for the rotated older part), after \
         looking up the pod's uid through the API. -f follows until Ctrl-C or the pod is deleted.
         """)
@@ -69,7 +69,11 @@ struct Logs: ParsableCommand {
                 if r.ok { writeOut(String(decoding: r.body, as: UTF8.self)); return }
             }
             let identity = PodIdentity(namespace: o.namespace.isEmpty ? options.namespace : o.namespace, name: name, uid: o.uid)
-            let path = NodeAgent.logPath(dataDirectory: data, pod: identity, container: chosen, previous: previous)
+            // `portico serve` gives the node agent <data>/node; an agent run on its own uses <data> itself.
+            let candidates = [data + "/node", data].map {
+                NodeAgent.logPath(dataDirectory: $0, pod: identity, container: chosen, previous: previous)
+            }
+            let path = candidates.first { FileManager.default.fileExists(atPath: $0) } ?? candidates[0]
             guard FileManager.default.fileExists(atPath: path) else {
                 if previous { throw ClientFailure.failed("previous terminated container \"\(chosen)\" in pod \"\(name)\" not found") }
                 throw ClientFailure.failed("no log file for container \"\(chosen)\" of pod \"\(name)\" at \(path) (is --data the directory `portico serve` uses?)")

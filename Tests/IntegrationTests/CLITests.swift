@@ -478,7 +478,7 @@ final class CLITests: XCTestCase {
             return .init(status: 404, body: #"{"kind":"Status","reason":"NotFound","code":404,"message":"pods \"x\" not found"}"#)
         }
         defer { api.stop() }
-        let podDir = dir.file("data/pods/default_web-1_u-1")
+        let podDir = dir.file("data/node/pods/default_web-1_u-1")
         try FileManager.default.createDirectory(atPath: podDir, withIntermediateDirectories: true)
         try "first\n".write(toFile: podDir + "/echo.log.1", atomically: true, encoding: .utf8)
         try "second\n".write(toFile: podDir + "/echo.log", atomically: true, encoding: .utf8)
@@ -501,14 +501,21 @@ final class CLITests: XCTestCase {
         let data = dir.file("data")
         let manifests = dir.file("manifests")   // serve needs an -f; the objects come through the API
         try FileManager.default.createDirectory(atPath: manifests, withIntermediateDirectories: true)
-        let serve = try ManagedProcess(name: "serve-cli", executable: Binary.path, arguments: [
+        // Started through a differently named link: on a shared machine, others stopping their
+        // own `portico serve` by name must not stop this one (pods still find `portico` on PATH,
+        // which the agent takes from /proc/self/exe).
+        let link = dir.file("portico-cli-e2e")
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: Binary.path)
+        let serve = try ManagedProcess(name: "serve-cli", executable: link, arguments: [
             "serve", "-f", manifests, "--http", "127.0.0.1:0", "--https", "off", "--admin", "127.0.0.1:0", "--workers", "1",
             "--api", "127.0.0.1:0", "--data", data, "--access-log", "off",
         ], logDir: dir)
         defer { serve.stop(grace: 15) }
         let g = try serve.waitForLine(matching: #"api=([0-9.]+:[0-9]+)"#, timeout: 20)
         let s = ["--server", "http://\(g[1])"]
-        let file = try dir.write("web.yaml", webManifest)
+        // Other programs on the machine may hold 127.1.x.y:8080: the pods listen on a random port.
+        let port = String(Int.random(in: 20000...29999))
+        let file = try dir.write("web.yaml", webManifest.replacingOccurrences(of: "8080", with: port))
 
         let applied = try portico(["apply", "-f", file] + s)
         XCTAssertEqual(applied.stdout, "deployment.apps/web created\nservice/web created\n", applied.stderr)
