@@ -32,6 +32,7 @@ struct Describe: ParsableCommand {
             case .pods: describePod(o, &out)
             case .deployments, .replicaSets, .statefulSets: try describeWorkload(type, o, api, &out)
             case .services: try describeService(o, api, &out)
+            case .ingresses: describeIngress(o, &out)
             default:
                 for key in ["spec", "data", "subsets", "endpoints", "status"] {
                     guard let v = o[key], v != .null, v != .object([:]) else { continue }
@@ -172,13 +173,37 @@ struct Describe: ParsableCommand {
         out.field("Session Affinity", o[path: ["spec", "sessionAffinity"]]?.stringValue ?? "None")
     }
 
+    func describeIngress(_ o: JSONValue, _ out: inout DescribeWriter) {
+        out.field("Ingress Class", o[path: ["spec", "ingressClassName"]]?.stringValue ?? "<none>")
+        let address = (o[path: ["status", "loadBalancer", "ingress"]]?.arrayValue ?? []).compactMap { $0["ip"]?.stringValue ?? $0["hostname"]?.stringValue }
+        out.field("Address", address.joined(separator: ","))
+        func backend(_ b: JSONValue?) -> String {
+            guard let s = b?["service"] else { return "<default>" }
+            let port = s[path: ["port", "number"]]?.intValue.map(String.init) ?? s[path: ["port", "name"]]?.stringValue ?? ""
+            return "\(s["name"]?.stringValue ?? ""):\(port)"
+        }
+        if let d = o[path: ["spec", "defaultBackend"]] { out.field("Default backend", backend(d)) }
+        for t in o[path: ["spec", "tls"]]?.arrayValue ?? [] {
+            out.field("TLS", "\(t["secretName"]?.stringValue ?? "<none>") terminates \((t["hosts"]?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ","))")
+        }
+        out.line("Rules:")
+        var rows = [["Host", "Path", "Backends"], ["----", "----", "--------"]]
+        for r in o[path: ["spec", "rules"]]?.arrayValue ?? [] {
+            let host = r["host"]?.stringValue ?? "*"
+            for p in r[path: ["http", "paths"]]?.arrayValue ?? [] {
+                rows.append([host, "\(p["path"]?.stringValue ?? "/") (\(p["pathType"]?.stringValue ?? "Prefix"))", backend(p["backend"])])
+            }
+        }
+        out.block(formatTable(rows), indent: 2)
+    }
+
     /// The object's events (involvedObject.name and kind), oldest first.
     func events(_ o: JSONValue, _ type: ResourceType, _ api: APIClient, _ out: inout DescribeWriter) throws {
         let list = try api.json("GET", ResourceType.events.path(namespace: o.namespace))
         let mine = (list["items"]?.arrayValue ?? []).filter { e in
             let io = e["involvedObject"]
             return io?["name"]?.stringValue == o.name && (io?["kind"]?.stringValue ?? type.kind) == type.kind
-        }.sorted { timestamp($0) < timestamp($1) }
+        }.sorted { (timestamp($0), Int($0.resourceVersion) ?? 0) < (timestamp($1), Int($1.resourceVersion) ?? 0) }
         guard !mine.isEmpty else { out.field("Events", "<none>"); return }
         out.line("Events:")
         var rows = [["Type", "Reason", "Age", "From", "Message"], ["----", "------", "----", "----", "-------"]]
