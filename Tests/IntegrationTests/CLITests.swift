@@ -550,6 +550,15 @@ final class CLITests: XCTestCase {
             XCTAssertTrue(try portico(["describe", "pod", pod] + s).stdout.contains("State:          Running"))
         }
 
+        XCTAssertEqual(try portico(["rollout", "restart", "deploy/web"] + s).stdout, "deployment.apps/web restarted\n")
+        let restarted = try portico(["rollout", "status", "deploy/web", "--timeout", "60s"] + s, timeout: 70)
+        XCTAssertEqual(restarted.status, 0, restarted.stdout + restarted.stderr)
+        let history = try portico(["rollout", "history", "deploy/web"] + s).stdout
+        XCTAssertTrue(history.contains("\n1          <none>\n2          <none>\n"), history)
+        XCTAssertEqual(try portico(["rollout", "undo", "deploy/web"] + s).stdout, "deployment.apps/web rolled back\n")
+        XCTAssertEqual(try portico(["rollout", "status", "deploy/web", "--timeout", "60s"] + s, timeout: 70).status, 0)
+        XCTAssertTrue(try portico(["rollout", "history", "deploy/web"] + s).stdout.contains("\n2          <none>\n3          <none>\n"))
+
         let deleted = try portico(["delete", "-f", file] + s)
         XCTAssertEqual(deleted.stdout, "deployment.apps \"web\" deleted\nservice \"web\" deleted\n", deleted.stderr)
         XCTAssertTrue(waitUntil(timeout: 30) { (try? portico(["get", "pods", "-o", "name"] + s).stdout) == "" })
