@@ -132,7 +132,7 @@ struct Apply: ParsableCommand {
                     let verb = try apply(o, api)
                     writeOut("\(o.type.singularGroup)/\(o.json.name) \(verb)\n")
                 } catch let f as ClientFailure {
-                    if f.message.hasPrefix("error: cannot reach") { throw f }
+                    if f.unreachable { throw f }
                     writeErr(f.message + "\n")
                     failed = true
                 }

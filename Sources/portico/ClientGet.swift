@@ -207,7 +207,7 @@ struct Get: ParsableCommand {
             }
             let named = requests.contains { !$0.1.isEmpty }
             if !(named && collected.allSatisfy(\.1.isEmpty)) {
-                try print(collected, multi: multi, single: requests.count == 1 && requests[0].1.count == 1)
+                try show(collected, multi: multi, single: requests.count == 1 && requests[0].1.count == 1)
             }
             if failed { throw ClientFailure(message: "", exitCode: 1) }
             if watch {
@@ -218,7 +218,7 @@ struct Get: ParsableCommand {
         }
     }
 
-    func print(_ collected: [(ResourceType, [JSONValue])], multi: Bool, single: Bool) throws {
+    func show(_ collected: [(ResourceType, [JSONValue])], multi: Bool, single: Bool) throws {
         let all = collected.flatMap(\.1)
         switch output {
         case "json", "yaml":

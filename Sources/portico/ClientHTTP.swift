@@ -9,6 +9,8 @@ import Objects
 struct ClientFailure: Error {
     var message: String
     var exitCode: Int32
+    /// The server could not be reached: no point trying the next object.
+    var unreachable = false
 
     static func usage(_ message: String) -> ClientFailure { ClientFailure(message: "error: " + message, exitCode: 2) }
     static func failed(_ message: String) -> ClientFailure { ClientFailure(message: "error: " + message, exitCode: 1) }
@@ -146,7 +148,9 @@ struct APIClient {
     // MARK: Socket
 
     private func unreachable(_ reason: String) -> ClientFailure {
-        ClientFailure.failed("cannot reach the Portico API server at \(server): \(reason) (is `portico serve` running?)")
+        var f = ClientFailure.failed("cannot reach the Portico API server at \(server): \(reason) (is `portico serve` running?)")
+        f.unreachable = true
+        return f
     }
 
     private func connect() throws -> Int32 {
