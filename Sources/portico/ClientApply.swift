@@ -143,12 +143,15 @@ struct Apply: ParsableCommand {
 
     func apply(_ o: ManifestObject, _ api: APIClient) throws -> String {
         let ns = o.type.namespaced ? (o.json.namespace.isEmpty ? options.namespace : o.json.namespace) : nil
+        // The annotation records the object as kubectl does (compact JSON with sorted keys, the
+        // namespace filled in, an empty annotations map kept), so each sees the other's applies
+        // of the same file as unchanged.
         var modified = o.json
         if let ns { modified[path: ["metadata", "namespace"]] = .string(ns) }
         var annotations = modified[path: ["metadata", "annotations"]]?.objectValue ?? [:]
         annotations[lastAppliedAnnotation] = nil
         var recorded = modified
-        recorded[path: ["metadata", "annotations"]] = annotations.isEmpty ? nil : .object(annotations)
+        recorded[path: ["metadata", "annotations"]] = .object(annotations)
         annotations[lastAppliedAnnotation] = .string(recorded.jsonString + "\n")
         modified[path: ["metadata", "annotations"]] = .object(annotations)
 
@@ -160,7 +163,12 @@ struct Apply: ParsableCommand {
         }
         guard live.ok else { throw ClientFailure.server(live.status, live.body) }
         let current = try live.json()
-        let original = (current[path: ["metadata", "annotations", lastAppliedAnnotation]]?.stringValue).flatMap { try? JSONValue.parse($0) }
+        let liveRecord = current[path: ["metadata", "annotations", lastAppliedAnnotation]]?.stringValue
+        let original = liveRecord.flatMap { try? JSONValue.parse($0) }
+        if let liveRecord, original == recorded {
+            // The same object written by another client's serializer: not a change.
+            modified[path: ["metadata", "annotations", lastAppliedAnnotation]] = .string(liveRecord)
+        }
         guard let patch = ApplyPatch.threeWay(original: original, modified: modified, current: current) else { return "unchanged" }
         _ = try api.json("PATCH", path, body: patch, contentType: "application/merge-patch+json")
         return "configured"

@@ -15,7 +15,7 @@ struct CLIRun {
 }
 
 /// Runs `portico args...` with a deadline and an environment without PORTICO_SERVER.
-func portico(_ args: [String], timeout: TimeInterval = 30, env: [String: String] = [:]) throws -> CLIRun {
+func runCLI(_ args: [String], timeout: TimeInterval = 30, env: [String: String] = [:]) throws -> CLIRun {
     try Binary.require()
     let dir = try TempDir("portico-cli-run")
     defer { dir.remove() }
@@ -135,7 +135,7 @@ final class ScriptedAPI {
 }
 
 /// A Deployment of `portico echo` pods and its Service.
-let webManifest = """
+let cliWebManifest = """
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -189,27 +189,27 @@ final class CLITests: XCTestCase {
     func testEveryCommandHasHelp() throws {
         for command in [["apply"], ["get"], ["describe"], ["delete"], ["logs"], ["scale"], ["rollout"],
                         ["rollout", "status"], ["rollout", "restart"], ["rollout", "undo"], ["rollout", "history"]] {
-            let r = try portico(command + ["--help"])
+            let r = try runCLI(command + ["--help"])
             XCTAssertEqual(r.status, 0, "\(command): \(r.stderr)")
             XCTAssertTrue(r.stdout.contains("USAGE: portico \(command.joined(separator: " "))"), "\(command): \(r.stdout)")
         }
-        let top = try portico(["--help"])
+        let top = try runCLI(["--help"])
         for c in ["apply", "get", "describe", "delete", "logs", "scale", "rollout"] {
             XCTAssertTrue(top.stdout.contains("  \(c) "), "portico --help lists \(c):\n\(top.stdout)")
         }
-        XCTAssertTrue(try portico(["get", "--help"]).stdout.contains("--all-namespaces"))
+        XCTAssertTrue(try runCLI(["get", "--help"]).stdout.contains("--all-namespaces"))
     }
 
     func testUsageErrorsExitTwo() throws {
-        let noKind = try portico(["get", "--server", "http://127.0.0.1:1"])
+        let noKind = try runCLI(["get", "--server", "http://127.0.0.1:1"])
         XCTAssertEqual(noKind.status, 2)
         XCTAssertTrue(noKind.stderr.contains("you must specify the type of resource"), noKind.stderr)
-        XCTAssertEqual(try portico(["get", "pods", "-o", "jsonpath", "--server", "http://127.0.0.1:1"]).status, 2)
-        XCTAssertEqual(try portico(["scale", "deploy/web", "--replicas=-1", "--server", "http://127.0.0.1:1"]).status, 2)
-        XCTAssertEqual(try portico(["scale", "deploy", "--replicas", "2", "--server", "http://127.0.0.1:1"]).status, 2)
-        XCTAssertEqual(try portico(["apply", "--server", "http://127.0.0.1:1"]).status, 2)
-        XCTAssertEqual(try portico(["rollout", "undo", "svc/web", "--server", "http://127.0.0.1:1"]).status, 2)
-        let unknownKind = try portico(["get", "widgets", "--server", "http://127.0.0.1:1"])
+        XCTAssertEqual(try runCLI(["get", "pods", "-o", "jsonpath", "--server", "http://127.0.0.1:1"]).status, 2)
+        XCTAssertEqual(try runCLI(["scale", "deploy/web", "--replicas=-1", "--server", "http://127.0.0.1:1"]).status, 2)
+        XCTAssertEqual(try runCLI(["scale", "deploy", "--replicas", "2", "--server", "http://127.0.0.1:1"]).status, 2)
+        XCTAssertEqual(try runCLI(["apply", "--server", "http://127.0.0.1:1"]).status, 2)
+        XCTAssertEqual(try runCLI(["rollout", "undo", "svc/web", "--server", "http://127.0.0.1:1"]).status, 2)
+        let unknownKind = try runCLI(["get", "widgets", "--server", "http://127.0.0.1:1"])
         XCTAssertEqual(unknownKind.status, 1)
         XCTAssertEqual(unknownKind.stderr, "error: the server doesn't have a resource type \"widgets\"\n")
     }
@@ -218,11 +218,11 @@ final class CLITests: XCTestCase {
 
     func testUnreachableServerSaysSo() throws {
         let port = try freePort()
-        let r = try portico(["get", "pods", "--server", "http://127.0.0.1:\(port)"])
+        let r = try runCLI(["get", "pods", "--server", "http://127.0.0.1:\(port)"])
         XCTAssertEqual(r.status, 1)
         XCTAssertEqual(r.stderr, "error: cannot reach the Portico API server at http://127.0.0.1:\(port): connection refused (is `portico serve` running?)\n")
         // The environment variable names the server too.
-        let env = try portico(["get", "pods"], env: ["PORTICO_SERVER": "http://127.0.0.1:\(port)"])
+        let env = try runCLI(["get", "pods"], env: ["PORTICO_SERVER": "http://127.0.0.1:\(port)"])
         XCTAssertTrue(env.stderr.contains("http://127.0.0.1:\(port)"), env.stderr)
     }
 
@@ -256,7 +256,7 @@ final class CLITests: XCTestCase {
               - name: c
                 command: ["portico", "echo"]
         """)
-        let r = try portico(["apply", "-f", file, "--server", api.url])
+        let r = try runCLI(["apply", "-f", file, "--server", api.url])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.contains("error: \(file) (document 1, Service default/web): spec.ports[0].protocl: unknown field \"protocl\""), r.stderr)
         XCTAssertTrue(r.stderr.contains("error: \(file) (document 2, Deployment default/api): spec.template.metadata.labels: invalid value: `selector` does not match template `labels`"), r.stderr)
@@ -264,11 +264,11 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(api.requests, [], "nothing is sent when a file is invalid")
 
         let yaml = try dir.write("syntax.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: x\n")
-        let s = try portico(["apply", "-f", yaml, "--server", api.url])
+        let s = try runCLI(["apply", "-f", yaml, "--server", api.url])
         XCTAssertEqual(s.status, 1)
         XCTAssertTrue(s.stderr.contains("\(yaml) (document 1): line"), s.stderr)
 
-        let missing = try portico(["apply", "-f", dir.file("nope.yaml"), "--server", api.url])
+        let missing = try runCLI(["apply", "-f", dir.file("nope.yaml"), "--server", api.url])
         XCTAssertTrue(missing.stderr.contains("nope.yaml: no such file or directory"), missing.stderr)
         XCTAssertEqual(api.requests, [])
     }
@@ -276,7 +276,7 @@ final class CLITests: XCTestCase {
     // MARK: Requests against a scripted server
 
     func testApplyCreatesThenPatchesOnlyWhatChanged() throws {
-        let file = try dir.write("web.yaml", webManifest)
+        let file = try dir.write("web.yaml", cliWebManifest)
         // First run: nothing exists.
         var live: [String: String] = [:]
         let api = try ScriptedAPI { r in
@@ -289,7 +289,7 @@ final class CLITests: XCTestCase {
             }
         }
         defer { api.stop() }
-        let created = try portico(["apply", "-f", file, "--server", api.url])
+        let created = try runCLI(["apply", "-f", file, "--server", api.url])
         XCTAssertEqual(created.status, 0, created.stderr)
         XCTAssertEqual(created.stdout, "deployment.apps/web created\nservice/web created\n")
         let posts = api.requests.filter { $0.method == "POST" }
@@ -307,12 +307,12 @@ final class CLITests: XCTestCase {
             let name = (meta["name"] as! String)
             live[p.path + "/" + name] = String(decoding: try JSONSerialization.data(withJSONObject: o), as: UTF8.self)
         }
-        let unchanged = try portico(["apply", "-f", file, "--server", api.url])
+        let unchanged = try runCLI(["apply", "-f", file, "--server", api.url])
         XCTAssertEqual(unchanged.stdout, "deployment.apps/web unchanged\nservice/web unchanged\n", unchanged.stderr)
 
         // Third run: replicas changed in the file, one merge patch with just that.
-        try dir.write("web.yaml", webManifest.replacingOccurrences(of: "replicas: 2", with: "replicas: 4"))
-        let configured = try portico(["apply", "-f", file, "--server", api.url])
+        try dir.write("web.yaml", cliWebManifest.replacingOccurrences(of: "replicas: 2", with: "replicas: 4"))
+        let configured = try runCLI(["apply", "-f", file, "--server", api.url])
         XCTAssertEqual(configured.stdout, "deployment.apps/web configured\nservice/web unchanged\n", configured.stderr)
         let patches = api.requests.filter { $0.method == "PATCH" }
         XCTAssertEqual(patches.count, 1)
@@ -329,13 +329,13 @@ final class CLITests: XCTestCase {
             return .init(status: 200, body: "{}")
         }
         defer { api.stop() }
-        let file = try dir.write("web.yaml", webManifest)
-        let r = try portico(["apply", "-f", file, "--server", api.url])
+        let file = try dir.write("web.yaml", cliWebManifest)
+        let r = try runCLI(["apply", "-f", file, "--server", api.url])
         XCTAssertEqual(r.status, 1)
         XCTAssertTrue(r.stderr.hasPrefix("Error from server (Invalid): Deployment \"web\" is invalid: spec.replicas: Invalid value: must be a non-negative integer\n  metadata.labels: bad label\n"), r.stderr)
         XCTAssertTrue(r.stdout.contains("service/web configured"), "the other objects are still applied: \(r.stdout)")
 
-        let get = try portico(["get", "deploy", "web", "--server", api.url])
+        let get = try runCLI(["get", "deploy", "web", "--server", api.url])
         XCTAssertEqual(get.status, 1)
         XCTAssertEqual(get.stderr, "Error from server (NotFound): deployments.apps \"web\" not found\n")
     }
@@ -359,49 +359,49 @@ final class CLITests: XCTestCase {
         }
         defer { api.stop() }
         let s = ["--server", api.url]
-        XCTAssertEqual(try portico(["get", "deploy"] + s).stdout, """
+        XCTAssertEqual(try runCLI(["get", "deploy"] + s).stdout, """
         NAME   READY   UP-TO-DATE   AVAILABLE   AGE
         web    2/3     3            2           30d
 
         """)
-        XCTAssertEqual(try portico(["get", "po", "-o", "wide"] + s).stdout, """
+        XCTAssertEqual(try runCLI(["get", "po", "-o", "wide"] + s).stdout, """
         NAME    READY   STATUS             RESTARTS   AGE   IP          NODE
         web-1   0/1     CrashLoopBackOff   4          30d   127.1.0.4   <none>
 
         """)
-        XCTAssertEqual(try portico(["get", "svc"] + s).stdout, """
+        XCTAssertEqual(try runCLI(["get", "svc"] + s).stdout, """
         NAME   TYPE       CLUSTER-IP   EXTERNAL-IP   PORT(S)        AGE
         web    NodePort   127.2.0.1    <none>        80:30080/TCP   30d
 
         """)
-        XCTAssertEqual(try portico(["get", "ing"] + s).stdout, """
+        XCTAssertEqual(try runCLI(["get", "ing"] + s).stdout, """
         NAME   CLASS     HOSTS                        ADDRESS     PORTS     AGE
         demo   portico   demo.localhost,b.localhost   127.0.0.1   80, 443   30d
 
         """)
-        XCTAssertEqual(try portico(["get", "ep"] + s).stdout, """
+        XCTAssertEqual(try runCLI(["get", "ep"] + s).stdout, """
         NAME   ENDPOINTS                                                  AGE
         web    127.1.0.1:8080,127.1.0.2:8080,127.1.0.3:8080 + 1 more...   30d
 
         """)
-        XCTAssertEqual(try portico(["get", "deploy,svc", "-o", "name"] + s).stdout, "deployment.apps/web\nservice/web\n")
-        let multi = try portico(["get", "deploy,svc"] + s).stdout
+        XCTAssertEqual(try runCLI(["get", "deploy,svc", "-o", "name"] + s).stdout, "deployment.apps/web\nservice/web\n")
+        let multi = try runCLI(["get", "deploy,svc"] + s).stdout
         XCTAssertTrue(multi.contains("deployment.apps/web   2/3") && multi.contains("\n\nNAME          TYPE"), multi)
 
-        let json = try portico(["get", "deploy", "-o", "json"] + s)
+        let json = try runCLI(["get", "deploy", "-o", "json"] + s)
         let list = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
         XCTAssertEqual(list?["kind"] as? String, "List")
         XCTAssertEqual(((list?["items"] as? [[String: Any]])?.first?["kind"]) as? String, "Deployment")
-        let yaml = try portico(["get", "svc", "-o", "yaml"] + s).stdout
+        let yaml = try runCLI(["get", "svc", "-o", "yaml"] + s).stdout
         XCTAssertTrue(yaml.hasPrefix("apiVersion: v1\nitems:\n- apiVersion: v1\n  kind: Service\n"), yaml)
         XCTAssertTrue(yaml.contains("    clusterIP: 127.2.0.1\n"), yaml)
 
-        XCTAssertTrue(try portico(["get", "deploy", "-l", "app=web,tier!=db"] + s).status == 0)
+        XCTAssertTrue(try runCLI(["get", "deploy", "-l", "app=web,tier!=db"] + s).status == 0)
         XCTAssertTrue(api.requests.contains { $0.path == "/apis/apps/v1/namespaces/default/deployments?labelSelector=app%3Dweb%2Ctier%21%3Ddb" },
                       api.requests.map(\.path).joined(separator: "\n"))
-        _ = try portico(["get", "po", "-A"] + s)
+        _ = try runCLI(["get", "po", "-A"] + s)
         XCTAssertEqual(api.requests.last?.path, "/api/v1/pods")
-        _ = try portico(["get", "po", "-n", "kube-system"] + s)
+        _ = try runCLI(["get", "po", "-n", "kube-system"] + s)
         XCTAssertEqual(api.requests.last?.path, "/api/v1/namespaces/kube-system/pods")
     }
 
@@ -419,7 +419,7 @@ final class CLITests: XCTestCase {
             return .init(status: 200, body: #"{"kind":"DeploymentList","metadata":{"resourceVersion":"41"},"items":[\#(deployment(0))]}"#)
         }
         defer { api.stop() }
-        let r = try portico(["get", "deploy", "-w", "--server", api.url])
+        let r = try runCLI(["get", "deploy", "-w", "--server", api.url])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, """
         NAME   READY   UP-TO-DATE   AVAILABLE   AGE
@@ -442,29 +442,29 @@ final class CLITests: XCTestCase {
         }
         defer { api.stop() }
         let s = ["--server", api.url]
-        XCTAssertEqual(try portico(["scale", "deploy/web", "--replicas", "5"] + s).stdout, "deployment.apps/web scaled\n")
+        XCTAssertEqual(try runCLI(["scale", "deploy/web", "--replicas", "5"] + s).stdout, "deployment.apps/web scaled\n")
         XCTAssertEqual(api.requests.last, .init(method: "PATCH", path: "/apis/apps/v1/namespaces/default/deployments/web/scale", body: #"{"spec":{"replicas":5}}"#))
-        XCTAssertEqual(try portico(["scale", "sts", "db", "--replicas", "0"] + s).stdout, "statefulset.apps/db scaled\n")
+        XCTAssertEqual(try runCLI(["scale", "sts", "db", "--replicas", "0"] + s).stdout, "statefulset.apps/db scaled\n")
 
-        let status = try portico(["rollout", "status", "deploy/web", "--timeout", "5s"] + s)
+        let status = try runCLI(["rollout", "status", "deploy/web", "--timeout", "5s"] + s)
         XCTAssertEqual(status.stdout, "deployment \"web\" successfully rolled out\n", status.stderr)
 
-        XCTAssertEqual(try portico(["rollout", "restart", "deploy/web"] + s).stdout, "deployment.apps/web restarted\n")
+        XCTAssertEqual(try runCLI(["rollout", "restart", "deploy/web"] + s).stdout, "deployment.apps/web restarted\n")
         XCTAssertTrue(api.requests.last?.body.contains("kubectl.kubernetes.io/restartedAt") == true)
 
-        XCTAssertEqual(try portico(["rollout", "history", "deploy/web"] + s).stdout, "deployment.apps/web \nREVISION   CHANGE-CAUSE\n1          <none>\n2          <none>\n\n")
-        let undo = try portico(["rollout", "undo", "deploy/web"] + s)
+        XCTAssertEqual(try runCLI(["rollout", "history", "deploy/web"] + s).stdout, "deployment.apps/web \nREVISION   CHANGE-CAUSE\n1          <none>\n2          <none>\n\n")
+        let undo = try runCLI(["rollout", "undo", "deploy/web"] + s)
         XCTAssertEqual(undo.stdout, "deployment.apps/web rolled back\n", undo.stderr)
         let put = try XCTUnwrap(api.requests.last)
         XCTAssertEqual(put.method, "PUT")
         XCTAssertTrue(put.body.contains(#""image":"v1""#) && !put.body.contains("pod-template-hash"), put.body)
-        XCTAssertEqual(try portico(["rollout", "undo", "deploy/web", "--to-revision", "9"] + s).status, 1)
+        XCTAssertEqual(try runCLI(["rollout", "undo", "deploy/web", "--to-revision", "9"] + s).status, 1)
 
-        let deleted = try portico(["delete", "deploy", "web", "gone"] + s)
+        let deleted = try runCLI(["delete", "deploy", "web", "gone"] + s)
         XCTAssertEqual(deleted.status, 1)
         XCTAssertEqual(deleted.stdout, "deployment.apps \"web\" deleted\n")
         XCTAssertEqual(deleted.stderr, "Error from server (NotFound): deployments.apps \"gone\" not found\n")
-        XCTAssertEqual(try portico(["delete", "deploy/gone", "--ignore-not-found"] + s).status, 0)
+        XCTAssertEqual(try runCLI(["delete", "deploy/gone", "--ignore-not-found"] + s).status, 0)
     }
 
     func testLogsReadTheNodeAgentsFilesWhenTheAPIHasNoLogEndpoint() throws {
@@ -484,19 +484,19 @@ final class CLITests: XCTestCase {
         try "second\n".write(toFile: podDir + "/echo.log", atomically: true, encoding: .utf8)
         try "before restart\n".write(toFile: podDir + "/side.previous.log", atomically: true, encoding: .utf8)
         let s = ["--server", api.url, "--data", dir.file("data")]
-        let r = try portico(["logs", "web-1"] + s)
+        let r = try runCLI(["logs", "web-1"] + s)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, "first\nsecond\n")
         XCTAssertTrue(r.stderr.contains("Defaulted container \"echo\" out of: echo, side"), r.stderr)
-        XCTAssertEqual(try portico(["logs", "web-1", "-c", "side", "--previous"] + s).stdout, "before restart\n")
-        XCTAssertEqual(try portico(["logs", "web-1", "-c", "nope"] + s).status, 1)
-        XCTAssertEqual(try portico(["logs", "x"] + s).stderr, "Error from server (NotFound): pods \"x\" not found\n")
+        XCTAssertEqual(try runCLI(["logs", "web-1", "-c", "side", "--previous"] + s).stdout, "before restart\n")
+        XCTAssertEqual(try runCLI(["logs", "web-1", "-c", "nope"] + s).status, 1)
+        XCTAssertEqual(try runCLI(["logs", "x"] + s).stderr, "Error from server (NotFound): pods \"x\" not found\n")
     }
 
     // MARK: End to end with `portico serve --api`
 
     func testEndToEndAgainstServe() throws {
-        let help = try portico(["serve", "--help"])
+        let help = try runCLI(["serve", "--help"])
         guard help.stdout.contains("--api") else { throw XCTSkip("`portico serve` has no --api yet") }
         let data = dir.file("data")
         let manifests = dir.file("manifests")   // serve needs an -f; the objects come through the API
@@ -515,52 +515,52 @@ final class CLITests: XCTestCase {
         let s = ["--server", "http://\(g[1])"]
         // Other programs on the machine may hold 127.1.x.y:8080: the pods listen on a random port.
         let port = String(Int.random(in: 20000...29999))
-        let file = try dir.write("web.yaml", webManifest.replacingOccurrences(of: "8080", with: port))
+        let file = try dir.write("web.yaml", cliWebManifest.replacingOccurrences(of: "8080", with: port))
 
-        let applied = try portico(["apply", "-f", file] + s)
+        let applied = try runCLI(["apply", "-f", file] + s)
         XCTAssertEqual(applied.stdout, "deployment.apps/web created\nservice/web created\n", applied.stderr)
-        XCTAssertEqual(try portico(["apply", "-f", file] + s).stdout, "deployment.apps/web unchanged\nservice/web unchanged\n")
+        XCTAssertEqual(try runCLI(["apply", "-f", file] + s).stdout, "deployment.apps/web unchanged\nservice/web unchanged\n")
 
-        let rolled = try portico(["rollout", "status", "deploy/web", "--timeout", "60s"] + s, timeout: 70)
+        let rolled = try runCLI(["rollout", "status", "deploy/web", "--timeout", "60s"] + s, timeout: 70)
         XCTAssertEqual(rolled.status, 0, rolled.stdout + rolled.stderr + serve.stderrTail())
         XCTAssertTrue(rolled.stdout.hasSuffix("deployment \"web\" successfully rolled out\n"), rolled.stdout)
 
-        let table = try portico(["get", "deploy,svc"] + s).stdout
+        let table = try runCLI(["get", "deploy,svc"] + s).stdout
         XCTAssertTrue(table.contains("deployment.apps/web   2/2     2            2"), table)
         XCTAssertTrue(table.contains("service/web   ClusterIP"), table)
-        XCTAssertEqual(try portico(["get", "deploy", "-o", "name"] + s).stdout, "deployment.apps/web\n")
-        XCTAssertTrue(try portico(["get", "svc", "web", "-o", "yaml"] + s).stdout.contains("kind: Service\n"))
-        let json = try portico(["get", "deploy", "web", "-o", "json"] + s).stdout
+        XCTAssertEqual(try runCLI(["get", "deploy", "-o", "name"] + s).stdout, "deployment.apps/web\n")
+        XCTAssertTrue(try runCLI(["get", "svc", "web", "-o", "yaml"] + s).stdout.contains("kind: Service\n"))
+        let json = try runCLI(["get", "deploy", "web", "-o", "json"] + s).stdout
         XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])?["kind"] as? String, "Deployment")
 
-        XCTAssertEqual(try portico(["scale", "deploy/web", "--replicas", "3"] + s).stdout, "deployment.apps/web scaled\n")
-        XCTAssertEqual(try portico(["rollout", "status", "deploy/web", "--timeout", "60s"] + s, timeout: 70).status, 0)
-        let pods = try portico(["get", "pods", "-o", "name"] + s).stdout.split(separator: "\n")
+        XCTAssertEqual(try runCLI(["scale", "deploy/web", "--replicas", "3"] + s).stdout, "deployment.apps/web scaled\n")
+        XCTAssertEqual(try runCLI(["rollout", "status", "deploy/web", "--timeout", "60s"] + s, timeout: 70).status, 0)
+        let pods = try runCLI(["get", "pods", "-o", "name"] + s).stdout.split(separator: "\n")
         XCTAssertEqual(pods.count, 3, pods.joined(separator: ","))
 
-        let described = try portico(["describe", "deploy", "web"] + s).stdout
+        let described = try runCLI(["describe", "deploy", "web"] + s).stdout
         XCTAssertTrue(described.contains("Replicas:           3 desired"), described)
         XCTAssertTrue(described.contains("Events:") && !described.contains("Events:             <none>"), described)
 
         if let pod = pods.first.map({ String($0.dropFirst("pod/".count)) }) {
             var logs = CLIRun(status: -1, stdout: "", stderr: "")
-            waitUntil(timeout: 10) { logs = (try? portico(["logs", pod, "--data", data] + s)) ?? logs; return logs.status == 0 && !logs.stdout.isEmpty }
+            waitUntil(timeout: 10) { logs = (try? runCLI(["logs", pod, "--data", data] + s)) ?? logs; return logs.status == 0 && !logs.stdout.isEmpty }
             XCTAssertEqual(logs.status, 0, logs.stderr)
             XCTAssertTrue(logs.stdout.contains("listening"), logs.stdout)
-            XCTAssertTrue(try portico(["describe", "pod", pod] + s).stdout.contains("State:          Running"))
+            XCTAssertTrue(try runCLI(["describe", "pod", pod] + s).stdout.contains("State:          Running"))
         }
 
-        XCTAssertEqual(try portico(["rollout", "restart", "deploy/web"] + s).stdout, "deployment.apps/web restarted\n")
-        let restarted = try portico(["rollout", "status", "deploy/web", "--timeout", "60s"] + s, timeout: 70)
+        XCTAssertEqual(try runCLI(["rollout", "restart", "deploy/web"] + s).stdout, "deployment.apps/web restarted\n")
+        let restarted = try runCLI(["rollout", "status", "deploy/web", "--timeout", "60s"] + s, timeout: 70)
         XCTAssertEqual(restarted.status, 0, restarted.stdout + restarted.stderr)
-        let history = try portico(["rollout", "history", "deploy/web"] + s).stdout
+        let history = try runCLI(["rollout", "history", "deploy/web"] + s).stdout
         XCTAssertTrue(history.contains("\n1          <none>\n2          <none>\n"), history)
-        XCTAssertEqual(try portico(["rollout", "undo", "deploy/web"] + s).stdout, "deployment.apps/web rolled back\n")
-        XCTAssertEqual(try portico(["rollout", "status", "deploy/web", "--timeout", "60s"] + s, timeout: 70).status, 0)
-        XCTAssertTrue(try portico(["rollout", "history", "deploy/web"] + s).stdout.contains("\n2          <none>\n3          <none>\n"))
+        XCTAssertEqual(try runCLI(["rollout", "undo", "deploy/web"] + s).stdout, "deployment.apps/web rolled back\n")
+        XCTAssertEqual(try runCLI(["rollout", "status", "deploy/web", "--timeout", "60s"] + s, timeout: 70).status, 0)
+        XCTAssertTrue(try runCLI(["rollout", "history", "deploy/web"] + s).stdout.contains("\n2          <none>\n3          <none>\n"))
 
-        let deleted = try portico(["delete", "-f", file] + s)
+        let deleted = try runCLI(["delete", "-f", file] + s)
         XCTAssertEqual(deleted.stdout, "deployment.apps \"web\" deleted\nservice \"web\" deleted\n", deleted.stderr)
-        XCTAssertTrue(waitUntil(timeout: 30) { (try? portico(["get", "pods", "-o", "name"] + s).stdout) == "" })
+        XCTAssertTrue(waitUntil(timeout: 30) { (try? runCLI(["get", "pods", "-o", "name"] + s).stdout) == "" })
     }
 }
