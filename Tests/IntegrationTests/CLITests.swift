@@ -14,8 +14,8 @@ struct CLIRun {
     var stderr: String
 }
 
-/// Runs `portico args...` with a deadline and an environment without PORTICO_SERVER.
-func runCLI(_ args: [String], timeout: TimeInterval = 30, env: [String: String] = [:]) throws -> CLIRun {
+/// Runs `portico args...` (or `executable`) with a deadline and an environment without PORTICO_SERVER.
+func runCLI(_ args: [String], timeout: TimeInterval = 30, env: [String: String] = [:], executable: String = Binary.path) throws -> CLIRun {
     try Binary.require()
     let dir = try TempDir("portico-cli-run")
     defer { dir.remove() }
@@ -23,7 +23,7 @@ func runCLI(_ args: [String], timeout: TimeInterval = 30, env: [String: String] 
     _ = FileManager.default.createFile(atPath: out, contents: nil)
     _ = FileManager.default.createFile(atPath: err, contents: nil)
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: Binary.path)
+    p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
     var environment = ProcessInfo.processInfo.environment
     environment["PORTICO_SERVER"] = nil
@@ -520,6 +520,11 @@ final class CLITests: XCTestCase {
         let applied = try runCLI(["apply", "-f", file] + s)
         XCTAssertEqual(applied.stdout, "deployment.apps/web created\nservice/web created\n", applied.stderr)
         XCTAssertEqual(try runCLI(["apply", "-f", file] + s).stdout, "deployment.apps/web unchanged\nservice/web unchanged\n")
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/kubectl") {
+            // kubectl reads portico's last-applied-configuration as its own.
+            let k = try runCLI(["apply", "-f", file] + s, env: ["KUBECONFIG": "/dev/null", "HOME": dir.path], executable: "/usr/bin/kubectl")
+            XCTAssertEqual(k.stdout, "deployment.apps/web unchanged\nservice/web unchanged\n", k.stderr)
+        }
 
         let rolled = try runCLI(["rollout", "status", "deploy/web", "--timeout", "60s"] + s, timeout: 70)
         XCTAssertEqual(rolled.status, 0, rolled.stdout + rolled.stderr + serve.stderrTail())
