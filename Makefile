@@ -1,5 +1,5 @@
 # Portico: the two commands for a fresh Debian 12 machine with Swift installed are
-#   make run    build in release mode and start the demo (configs/demo/) with three echo backends
+#   make run    build in release mode and start the demo (configs/demo/: pods, Services, Ingresses, TLS)
 #   make test   build and run every test (unit and end-to-end)
 
 SHELL := /bin/bash

@@ -1,55 +1,46 @@
 #!/usr/bin/env bash
-# Starts the demo: three `portico echo` backends on 127.0.0.1:9101-9103 and `portico serve` on the
-# manifests in configs/demo/. Ctrl-C stops all of them.
+# Starts the demo: `portico serve` on configs/demo/ — Deployments, a StatefulSet, Services and
+# Ingresses that the bundled control plane turns into local pods — with development TLS
+# certificates for the demo hosts. Ctrl-C stops the server and its pods.
 #   BIN   the portico binary (default .build/release/portico)
-#   HTTP  the proxy's listen address (default 127.0.0.1:8080)
-#   ADMIN the admin listen address (default 127.0.0.1:9901)
+#   HTTP / HTTPS / ADMIN / API   listen addresses (defaults below)
+#   DATA  the control plane's data directory (default .portico)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.build/release/portico}
 HTTP=${HTTP:-127.0.0.1:8080}
+HTTPS=${HTTPS:-127.0.0.1:8443}
 ADMIN=${ADMIN:-127.0.0.1:9901}
+API=${API:-127.0.0.1:8001}
+DATA=${DATA:-.portico}
 [ -x "$BIN" ] || { echo "no $BIN: run 'swift build -c release' (or 'make run')" >&2; exit 1; }
 
-pids=()
-cleanup() {
-  trap - EXIT INT TERM
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-# Background jobs of a script ignore SIGINT, so Ctrl-C reaches only this shell: stop them here.
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+sh certs/make-dev-certs.sh >/dev/null
 
-for i in 1 2 3; do
-  "$BIN" echo --listen "127.0.0.1:910$i" --name "echo-$i" &
-  pids+=($!)
-done
-
-# A backend that cannot bind (port taken) exits at once: say so rather than demo a broken route.
-sleep 0.3
-for p in "${pids[@]}"; do
-  kill -0 "$p" 2>/dev/null || { echo "an echo backend failed to start (is 127.0.0.1:9101-9103 in use?)" >&2; exit 1; }
-done
-
-URL="http://$HTTP"
+P=${HTTPS##*:}
+C="curl --cacert certs/out/ca.crt"
 cat <<MSG
 
-Portico demo: proxy on $URL, admin on http://$ADMIN. Try:
+Portico demo: http://$HTTP, https://$HTTPS, admin http://$ADMIN, Kubernetes API http://$API.
+The control plane starts 3 demo pods, api-v1, api-v2 and the StatefulSet db-0, db-1. Try:
 
-  curl -H 'Host: demo.localhost' $URL/ $URL/          # one connection: echo-1 and echo-2
-  curl -H 'Host: api.localhost' $URL/v1/users          # Prefix /v1  -> echo-1
-  curl -H 'Host: api.localhost' $URL/v2                # Exact  /v2  -> echo-3
-  curl -H 'Host: api.localhost' $URL/v2/x              # no rule     -> defaultBackend (echo-3)
-  curl -H 'Host: shop.apps.localhost' $URL/            # *.apps.localhost -> echo-2
-  curl -H 'Host: unknown.example' $URL/                # defaultBackend   -> echo-3
-  curl http://$ADMIN/routes                            # the compiled route table
-  curl http://$ADMIN/metrics                           # Prometheus metrics
+  $C --resolve demo.localhost:$P:127.0.0.1 https://demo.localhost:$P/            # a demo pod (run it again: another one)
+  $C --resolve api.localhost:$P:127.0.0.1 https://api.localhost:$P/v1/users      # Prefix /v1 -> api-v1
+  $C --resolve api.localhost:$P:127.0.0.1 https://api.localhost:$P/v2            # Exact /v2  -> api-v2
+  $C --resolve db.apps.localhost:$P:127.0.0.1 https://db.apps.localhost:$P/      # *.apps.localhost -> db-0/db-1
+  curl -i -H 'Host: demo.localhost' http://$HTTP/x                 # 308 to https (host has TLS)
+  curl -H 'Host: unknown.example' http://$HTTP/                    # defaultBackend -> demo
 
-Ctrl-C stops everything.
+  kubectl --server http://$API get deploy,sts,pods,svc,ing,endpoints
+  kubectl --server http://$API scale deploy/demo --replicas=5
+  kubectl --server http://$API set env deploy/demo GREETING=hi     # a rolling update
+  kubectl --server http://$API rollout status deploy/demo
+  kubectl --server http://$API delete pod db-1                     # comes back as db-1, same IP
+  curl http://$ADMIN/routes ; curl http://$ADMIN/metrics
+
+Ctrl-C stops the server and its pods (state stays in $DATA/).
 
 MSG
 
-"$BIN" serve -f configs/demo/ --http "$HTTP" --admin "$ADMIN" &
-pids+=($!)
-wait "${pids[-1]}"
+exec "$BIN" serve -f configs/demo/ -f configs/demo/tls/ --http "$HTTP" --https "$HTTPS" --admin "$ADMIN" \
+    --api "$API" --data "$DATA"

@@ -24,6 +24,25 @@ public struct Pod: KubeResource, Equatable {
         public var subdomain: String?
         public var nodeName: String?
         public var serviceAccountName: String?
+        /// Not run by the agent; carried so manifests that set them decode and round-trip.
+        public var initContainers: [Container]?
+        public var volumes: [JSONValue]?
+        public var nodeSelector: [String: String]?
+        public var affinity: JSONValue?
+        public var tolerations: [JSONValue]?
+        public var securityContext: JSONValue?
+        public var serviceAccount: String?
+        public var automountServiceAccountToken: Bool?
+        public var dnsPolicy: String?
+        public var schedulerName: String?
+        public var priority: Int?
+        public var priorityClassName: String?
+        public var enableServiceLinks: Bool?
+        public var readinessGates: [JSONValue]?
+        public var imagePullSecrets: [JSONValue]?
+        public var activeDeadlineSeconds: Int64?
+        public var hostNetwork: Bool?
+        public var shareProcessNamespace: Bool?
 
         public init(containers: [Container], restartPolicy: String? = nil,
                     terminationGracePeriodSeconds: Int64? = nil, hostname: String? = nil, subdomain: String? = nil) {
@@ -48,7 +67,18 @@ public struct Pod: KubeResource, Equatable {
         public var readinessProbe: Probe?
         public var livenessProbe: Probe?
         public var startupProbe: Probe?
+        /// Variables from every key of a ConfigMap or Secret.
+        public var envFrom: [EnvFromSource]?
         public var imagePullPolicy: String?
+        /// Carried, not enforced.
+        public var resources: JSONValue?
+        public var volumeMounts: [JSONValue]?
+        public var lifecycle: JSONValue?
+        public var securityContext: JSONValue?
+        public var terminationMessagePath: String?
+        public var terminationMessagePolicy: String?
+        public var stdin: Bool?
+        public var tty: Bool?
 
         public init(name: String, image: String? = nil, command: [String]? = nil, args: [String]? = nil,
                     workingDir: String? = nil, env: [EnvVar]? = nil, ports: [ContainerPort]? = nil,
@@ -72,7 +102,38 @@ public struct Pod: KubeResource, Equatable {
 
     public struct EnvVarSource: Codable, Sendable, Equatable {
         public var fieldRef: ObjectFieldSelector?
-        public init(fieldRef: ObjectFieldSelector? = nil) { self.fieldRef = fieldRef }
+        public var configMapKeyRef: KeySelector?
+        public var secretKeyRef: KeySelector?
+        /// Carried, not resolved (there are no resource limits here).
+        public var resourceFieldRef: JSONValue?
+        public init(fieldRef: ObjectFieldSelector? = nil, configMapKeyRef: KeySelector? = nil,
+                    secretKeyRef: KeySelector? = nil) {
+            self.fieldRef = fieldRef; self.configMapKeyRef = configMapKeyRef; self.secretKeyRef = secretKeyRef
+        }
+    }
+
+    /// `configMapKeyRef` / `secretKeyRef`: one key of a ConfigMap or Secret in the pod's namespace.
+    public struct KeySelector: Codable, Sendable, Equatable {
+        public var name: String
+        public var key: String
+        public var optional: Bool?
+        public init(name: String, key: String, optional: Bool? = nil) { self.name = name; self.key = key; self.optional = optional }
+    }
+
+    /// `envFrom[]`: every key of a ConfigMap or Secret, each name prefixed with `prefix`.
+    public struct EnvFromSource: Codable, Sendable, Equatable {
+        public var prefix: String?
+        public var configMapRef: Reference?
+        public var secretRef: Reference?
+        public init(prefix: String? = nil, configMapRef: Reference? = nil, secretRef: Reference? = nil) {
+            self.prefix = prefix; self.configMapRef = configMapRef; self.secretRef = secretRef
+        }
+
+        public struct Reference: Codable, Sendable, Equatable {
+            public var name: String
+            public var optional: Bool?
+            public init(name: String, optional: Bool? = nil) { self.name = name; self.optional = optional }
+        }
     }
 
     /// The downward API: `metadata.name`, `metadata.namespace`, `metadata.uid`, `status.podIP`,
@@ -134,6 +195,7 @@ public struct Pod: KubeResource, Equatable {
     public struct HTTPHeader: Codable, Sendable, Equatable {
         public var name: String
         public var value: String
+        public init(name: String, value: String) { self.name = name; self.value = value }
     }
 
     public struct TCPSocketAction: Codable, Sendable, Equatable {

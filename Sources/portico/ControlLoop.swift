@@ -4,6 +4,7 @@ import Objects
 import Reactor
 import RouteCompiler
 import Server
+import TLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,6 +14,9 @@ import Glibc
 struct ManifestSource {
     let paths: [String]
     let ingressClass: String
+    /// Problems found by the last compilation, so each is logged once, not on every recompile.
+    let reported = ProblemLog()
+    let reportedTLS = ProblemLog()
 
     enum Loaded { case success([LoadedObject]), failure([String]) }
 
@@ -25,8 +29,35 @@ struct ManifestSource {
     func compile(_ objects: [KubeObject], generation: UInt64) -> RouteTable {
         let options = CompileOptions(ingressClass: ingressClass, generation: generation)
         let (table, problems) = RouteCompiler.compile(objects, options: options)
-        for p in problems { Log("routes").warning(p.description) }
+        reported.report(problems.map { (.warning, $0.description) }, as: "routes")
         return table
+    }
+}
+
+extension ManifestSource {
+    func reportTLS(_ problems: [TLSProblem]) {
+        reportedTLS.report(problems.map { ($0.isWarning ? .warning : .error, $0.description) }, as: "tls")
+    }
+}
+
+/// Logs each problem once: a line is written when it first appears in a report, and again only
+/// if it went away and came back (recompiles happen on every object change).
+final class ProblemLog {
+    private var previous: Set<String> = []
+
+    func report(_ problems: [(Log.Level, String)], as component: String) {
+        let log = Log(component)
+        var now: Set<String> = []
+        for (level, text) in problems {
+            now.insert(text)
+            if previous.contains(text) { continue }
+            switch level {
+            case .error: log.error(text)
+            case .warning: log.warning(text)
+            default: log.info(text)
+            }
+        }
+        previous = now
     }
 }
 
@@ -119,7 +150,7 @@ final class ControlLoop {
         let table = source.compile(host.routingObjects(), generation: generation)
         if let ctx = proxy.tls {
             // New handshakes use the new certificates at once; open connections keep theirs.
-            for p in ctx.update(table.certificates) { p.isWarning ? log.warning(p.description) : log.error(p.description) }
+            source.reportTLS(ctx.update(table.certificates))
         }
         proxy.publish(table)
         log.info("reloaded (\(reason)): \(table.ingresses.count) ingress(es), \(table.backends.count) backend(s), generation \(generation)")

@@ -50,6 +50,8 @@ final class ControlPlaneHost {
             if ControlPlaneHost.routingKinds.contains(event.resource) { debounce.arm(timer) }
         }
         controllers.start()
+        // ConfigMap and Secret values for env (valueFrom, envFrom) come from the store.
+        agent.configData = { [unowned self] ns, kind, name in self.controllers.configData(namespace: ns, kind: kind, name: name) }
     }
 
     /// Drops a scheduled recompilation (the caller is recompiling now).

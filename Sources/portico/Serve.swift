@@ -191,7 +191,7 @@ struct Serve: ParsableCommand {
                     fallback = CertificateSource(name: "--default-cert", hosts: [], certPEM: cert, keyPEM: key)
                 }
                 let ctx = try TLSServerContext(defaultCertificate: fallback) { warning in Log("tls").warning(warning) }
-                for p in ctx.update(initial.certificates) { p.isWarning ? log.warning(p.description) : log.error(p.description) }
+                source.reportTLS(ctx.update(initial.certificates))
                 tlsContext = ctx
             } catch let e as ValidationError {
                 throw e

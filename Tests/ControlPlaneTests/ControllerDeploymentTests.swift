@@ -15,7 +15,7 @@ final class ControllerDeploymentTests: XCTestCase {
         let rs = try XCTUnwrap(rsList.first)
         let hash = try XCTUnwrap(rs.labels["pod-template-hash"])
         XCTAssertEqual(rs.name, "web-\(hash)")
-        XCTAssertEqual(Obj.controllerRef(rs)?["kind"]?.stringValue, "Deployment")
+        XCTAssertEqual(ObjectFields.controllerRef(rs)?["kind"]?.stringValue, "Deployment")
         XCTAssertEqual(rs[path: ["metadata", "annotations", "deployment.kubernetes.io/revision"]]?.stringValue, "1")
         XCTAssertEqual(rs[path: ["spec", "selector", "matchLabels", "pod-template-hash"]]?.stringValue, hash)
         let pods = h.pods("app=web")
@@ -24,9 +24,9 @@ final class ControllerDeploymentTests: XCTestCase {
             XCTAssertTrue(p.name.hasPrefix("web-\(hash)-"), p.name)
             XCTAssertEqual(p.name.count, "web-\(hash)-".count + 5)
             XCTAssertEqual(p.labels["pod-template-hash"], hash)
-            XCTAssertEqual(Obj.controllerUID(p), rs.uid)
+            XCTAssertEqual(ObjectFields.controllerUID(p), rs.uid)
             XCTAssertEqual(p[path: ["spec", "nodeName"]]?.stringValue, "portico")
-            XCTAssertEqual(Obj.condition(p, "PodScheduled")?["status"]?.stringValue, "True")
+            XCTAssertEqual(ObjectFields.condition(p, "PodScheduled")?["status"]?.stringValue, "True")
             XCTAssertNotNil(p[path: ["status", "startTime"]])
         }
         h.waitUntil("deployment status") {
@@ -35,8 +35,8 @@ final class ControllerDeploymentTests: XCTestCase {
                 && s?["observedGeneration"]?.intValue == 1 && s?["unavailableReplicas"]?.intValue == 0
         }
         let d = try XCTUnwrap(h.get(.deployments, "web"))
-        XCTAssertEqual(Obj.condition(d, "Available")?["status"]?.stringValue, "True")
-        XCTAssertEqual(Obj.condition(d, "Progressing")?["reason"]?.stringValue, "NewReplicaSetAvailable")
+        XCTAssertEqual(ObjectFields.condition(d, "Available")?["status"]?.stringValue, "True")
+        XCTAssertEqual(ObjectFields.condition(d, "Progressing")?["reason"]?.stringValue, "NewReplicaSetAvailable")
         XCTAssertTrue(h.events(for: "web").contains("ScalingReplicaSet: Scaled up replica set web-\(hash) from 0 to 3"), "\(h.events(for: "web"))")
         XCTAssertEqual(h.events(for: rs.name).filter { $0.hasPrefix("SuccessfulCreate: Created pod: web-") }.count, 3)
         XCTAssertEqual(h.runningPods.count, 3)
@@ -81,7 +81,7 @@ final class ControllerDeploymentTests: XCTestCase {
         let sampler = OSThread(name: "sampler") {
             while !stop {
                 let pods = h.pods("app=roll")
-                minReady = min(minReady, pods.filter(Obj.isReady).count)
+                minReady = min(minReady, pods.filter(ObjectFields.isReady).count)
                 maxPods = max(maxPods, pods.count)
                 usleep(5_000)
             }
@@ -91,7 +91,7 @@ final class ControllerDeploymentTests: XCTestCase {
         h.waitUntil("rollout complete", timeout: 15) {
             let pods = h.pods("app=roll")
             let s = h.get(.deployments, "roll")?["status"]
-            return pods.count == 4 && pods.allSatisfy { $0.labels["pod-template-hash"] != oldHash && Obj.isReady($0) }
+            return pods.count == 4 && pods.allSatisfy { $0.labels["pod-template-hash"] != oldHash && ObjectFields.isReady($0) }
                 && s?["updatedReplicas"]?.intValue == 4 && s?["replicas"]?.intValue == 4 && s?["availableReplicas"]?.intValue == 4
         }
         stop = true
@@ -121,10 +121,10 @@ final class ControllerDeploymentTests: XCTestCase {
         json[path: ["spec", "progressDeadlineSeconds"]] = .int(1)
         try h.store.create(.deployments, json)
         h.waitUntil("deadline exceeded", timeout: 8) {
-            guard let d = h.get(.deployments, "stuck"), let c = Obj.condition(d, "Progressing") else { return false }
+            guard let d = h.get(.deployments, "stuck"), let c = ObjectFields.condition(d, "Progressing") else { return false }
             return c["status"]?.stringValue == "False" && c["reason"]?.stringValue == "ProgressDeadlineExceeded"
         }
-        XCTAssertEqual(Obj.condition(h.get(.deployments, "stuck")!, "Available")?["status"]?.stringValue, "False")
+        XCTAssertEqual(ObjectFields.condition(h.get(.deployments, "stuck")!, "Available")?["status"]?.stringValue, "False")
         XCTAssertTrue(h.events(for: "stuck").contains("ProgressDeadlineExceeded: Deployment \"stuck\" has timed out progressing."))
     }
 
@@ -142,7 +142,7 @@ final class ControllerDeploymentTests: XCTestCase {
         try h.apply(.deployments, deploymentJSON("rec", replicas: 2, env: "v2", strategy: #"{"type":"Recreate"}"#))
         h.waitUntil("new pods ready") {
             let pods = h.pods("app=rec")
-            return pods.count == 2 && pods.allSatisfy { $0.labels["pod-template-hash"] != oldHash && Obj.isReady($0) }
+            return pods.count == 2 && pods.allSatisfy { $0.labels["pod-template-hash"] != oldHash && ObjectFields.isReady($0) }
         }
         watch.cancel()
         XCTAssertFalse(mixed, "old and new pods never exist together")

@@ -77,7 +77,7 @@ final class ControllerHarness {
         (try? store.list(.pods, namespace: "default", labelSelector: selector).items) ?? []
     }
 
-    func readyPods(_ selector: String) -> [JSONValue] { pods(selector).filter(Obj.isReady) }
+    func readyPods(_ selector: String) -> [JSONValue] { pods(selector).filter(ObjectFields.isReady) }
 
     func get(_ type: ResourceType, _ name: String) -> JSONValue? { try? store.get(type, namespace: "default", name: name) }
 

@@ -5,31 +5,33 @@ import XCTest
 @testable import ControlPlane
 
 final class ControllerServiceTests: XCTestCase {
-    static let httpScript = #"trap 'date +%s.%N > $MARK/$POD_NAME.term; kill $!; exit 0' TERM; python3 -m http.server 8080 --bind $POD_IP >/dev/null 2>&1 & wait"#
+    /// Other programs on this machine may serve on pod addresses (127.1.x.y) at common ports.
+    let port = Int.random(in: 20000...29999)
+    var httpScript: String { "trap 'date +%s.%N > $MARK/$POD_NAME.term; kill $!; exit 0' TERM; python3 -m http.server \(port) --bind $POD_IP >/dev/null 2>&1 & wait" }
 
     func testEndpointsListReadyPodsWithNamedPortsAndDropAPodBeforeItIsSignalled() throws {
         let h = try ControllerHarness()
         defer { h.finish() }
         try h.apply(.services, #"{"metadata":{"name":"web"},"spec":{"selector":{"app":"web"},"ports":[{"name":"http","port":80,"targetPort":"http"}]}}"#)
         let probe = #"{"tcpSocket":{"port":"http"},"periodSeconds":1}"#
-        let script = "MARK=\(h.workDir); " + Self.httpScript
+        let script = "MARK=\(h.workDir); " + httpScript
         try h.apply(.deployments, deploymentJSON("web", replicas: 2, script: script, probe: probe,
-                                                 ports: #"[{"name":"http","containerPort":8080}]"#))
+                                                 ports: #"[{"name":"http","containerPort":\#(port)}]"#))
         // A matching pod that never becomes ready.
-        try h.apply(.pods, #"{"metadata":{"name":"lame","labels":{"app":"web"}},"spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"main","command":["sleep","60"],"ports":[{"name":"http","containerPort":8080}],"readinessProbe":{"exec":{"command":["false"]},"periodSeconds":1}}]}}"#)
+        try h.apply(.pods, #"{"metadata":{"name":"lame","labels":{"app":"web"}},"spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"main","command":["sleep","60"],"ports":[{"name":"http","containerPort":\#(port)}],"readinessProbe":{"exec":{"command":["false"]},"periodSeconds":1}}]}}"#)
 
         h.waitUntil("2 ready addresses, 1 not ready") {
             let s = h.get(.endpoints, "web")?["subsets"]?.arrayValue ?? []
             return s.count == 1 && s[0]["addresses"]?.arrayValue?.count == 2 && s[0]["notReadyAddresses"]?.arrayValue?.count == 1
         }
         let subset = try XCTUnwrap(h.get(.endpoints, "web")?["subsets"]?.arrayValue?.first)
-        XCTAssertEqual(subset["ports"], try JSONValue.parse(#"[{"name":"http","port":8080,"protocol":"TCP"}]"#))
+        XCTAssertEqual(subset["ports"], try JSONValue.parse(#"[{"name":"http","port":\#(port),"protocol":"TCP"}]"#))
         let ready = Set(h.readyPods("app=web").compactMap { $0[path: ["status", "podIP"]]?.stringValue })
         XCTAssertEqual(Set(subset["addresses"]!.arrayValue!.compactMap { $0["ip"]?.stringValue }), ready)
         XCTAssertEqual(subset["notReadyAddresses"]?.arrayValue?.first?[path: ["targetRef", "name"]]?.stringValue, "lame")
         // The pods really serve on their own address and the named port.
         for ip in ready {
-            XCTAssertTrue(try connects(ip, 8080), "pod \(ip) serves 8080")
+            XCTAssertTrue(try connects(ip, UInt16(port)), "pod \(ip) serves \(port)")
         }
         // The EndpointSlice says the same.
         let slices = try h.store.list(.endpointSlices, namespace: "default", labelSelector: "kubernetes.io/service-name=web").items
@@ -37,7 +39,7 @@ final class ControllerServiceTests: XCTestCase {
         let eps = slices[0]["endpoints"]?.arrayValue ?? []
         XCTAssertEqual(eps.filter { $0[path: ["conditions", "ready"]] == .bool(true) }.count, 2)
         XCTAssertEqual(eps.filter { $0[path: ["conditions", "ready"]] == .bool(false) }.count, 1)
-        XCTAssertEqual(slices[0]["ports"], try JSONValue.parse(#"[{"name":"http","port":8080,"protocol":"TCP"}]"#))
+        XCTAssertEqual(slices[0]["ports"], try JSONValue.parse(#"[{"name":"http","port":\#(port),"protocol":"TCP"}]"#))
         // ClusterIP from 127.2/16.
         let clusterIP = try XCTUnwrap(h.get(.services, "web")?[path: ["spec", "clusterIP"]]?.stringValue)
         XCTAssertTrue(clusterIP.hasPrefix("127.2."), clusterIP)
@@ -67,6 +69,44 @@ final class ControllerServiceTests: XCTestCase {
         try h.store.delete(.services, namespace: "default", name: "web")
         h.waitUntil("endpoints gone") {
             try h.get(.endpoints, "web") == nil && (h.store.list(.endpointSlices, namespace: "default").items.isEmpty)
+        }
+    }
+
+    func testDrainDelayKeepsTheSignalBackAfterEndpointsDropThePod() throws {
+        var options = ControllerOptions()
+        options.endpointDrainDelay = 0.6
+        let h = try ControllerHarness(options: options)
+        defer { h.finish() }
+        try h.apply(.services, #"{"metadata":{"name":"w"},"spec":{"selector":{"app":"w"},"ports":[{"port":80}]}}"#)
+        let mark = h.workDir + "/term"
+        try h.apply(.pods, #"{"metadata":{"name":"w1","labels":{"app":"w"}},"spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"main","command":["/bin/sh","-c","trap 'date +%s.%N > \#(mark); exit 0' TERM; while true; do sleep 0.1; done"]}]}}"#)
+        h.waitUntil("in Endpoints") { h.get(.endpoints, "w")?["subsets"]?.arrayValue?.first?["addresses"]?.arrayValue?.count == 1 }
+        try h.store.delete(.pods, namespace: "default", name: "w1")
+        h.waitUntil("out of Endpoints") { h.get(.endpoints, "w")?["subsets"] == nil }
+        let dropped = Date()
+        h.waitUntil("signalled") { ((try? String(contentsOfFile: mark, encoding: .utf8)) ?? "").hasSuffix("\n") }
+        let signalled = Date(timeIntervalSince1970: Double(try String(contentsOfFile: mark, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))!)
+        XCTAssertGreaterThan(signalled.timeIntervalSince(dropped), 0.4)
+        h.waitUntil("stopped") { h.runningPods.isEmpty }
+    }
+
+    func testANamedTargetPortResolvesPerPod() throws {
+        let h = try ControllerHarness()
+        defer { h.finish() }
+        try h.apply(.services, #"{"metadata":{"name":"m"},"spec":{"selector":{"app":"m"},"ports":[{"name":"main","port":80,"targetPort":"web"}]}}"#)
+        for (name, port) in [("m1", 7001), ("m2", 7002)] {
+            try h.apply(.pods, #"{"metadata":{"name":"\#(name)","labels":{"app":"m"}},"spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"c","command":["sleep","60"],"ports":[{"name":"web","containerPort":\#(port)}]}]}}"#)
+        }
+        // A pod without the named port is left out.
+        try h.apply(.pods, #"{"metadata":{"name":"m3","labels":{"app":"m"}},"spec":{"terminationGracePeriodSeconds":1,"containers":[{"name":"c","command":["sleep","60"]}]}}"#)
+        h.waitUntil("two subsets") { h.get(.endpoints, "m")?["subsets"]?.arrayValue?.count == 2 && h.readyPods("app=m").count == 3 }
+        let subsets = h.get(.endpoints, "m")!["subsets"]!.arrayValue!
+        let ports = Set(subsets.compactMap { $0["ports"]?.arrayValue?.first?["port"]?.intValue })
+        XCTAssertEqual(ports, [7001, 7002])
+        XCTAssertTrue(subsets.allSatisfy { $0["ports"]?.arrayValue?.first?["name"]?.stringValue == "main" })
+        XCTAssertEqual(subsets.map { $0["addresses"]?.arrayValue?.count ?? 0 }, [1, 1])
+        h.waitUntil("two slices") {
+            try h.store.list(.endpointSlices, namespace: "default", labelSelector: "kubernetes.io/service-name=m").items.count == 2
         }
     }
 

@@ -30,7 +30,7 @@ final class ControllerStatefulSetTests: XCTestCase {
             let n = e.object.name
             switch e.type {
             case .added: created[n] = created[n] ?? Date()
-            case .modified: if Obj.isReady(e.object) && ready[n] == nil { ready[n] = Date() }
+            case .modified: if ObjectFields.isReady(e.object) && ready[n] == nil { ready[n] = Date() }
             case .deleted: deleted.append((n, Date())); created[n] = nil; ready[n] = nil
             }
         }
@@ -74,7 +74,7 @@ final class ControllerStatefulSetTests: XCTestCase {
         try h.store.delete(.pods, namespace: "default", name: "db-1")
         h.waitUntil("db-1 back and ready") {
             guard let p = h.get(.pods, "db-1") else { return false }
-            return p.uid != pod1.uid && Obj.isReady(p)
+            return p.uid != pod1.uid && ObjectFields.isReady(p)
         }
         XCTAssertEqual(h.get(.pods, "db-1")?[path: ["status", "podIP"]]?.stringValue, ip1)
 
@@ -86,6 +86,27 @@ final class ControllerStatefulSetTests: XCTestCase {
         XCTAssertEqual(t.deleted.map(\.0), ["db-2", "db-1"])
         t.lock.unlock()
         XCTAssertNotNil(h.get(.pods, "db-0"))
+    }
+
+    func testVolumeClaimTemplatesMakeOneClaimPerOrdinal() throws {
+        let h = try ControllerHarness()
+        defer { h.finish() }
+        var sts = try JSONValue.parse(statefulSetJSON("vol", replicas: 2, policy: "Parallel", probe: #"{"exec":{"command":["true"]},"periodSeconds":1}"#))
+        sts[path: ["spec", "volumeClaimTemplates"]] = try JSONValue.parse(
+            #"[{"metadata":{"name":"data"},"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}}]"#)
+        try h.store.create(.statefulSets, sts)
+        h.waitUntil("2 ready") { h.readyPods("app=vol").count == 2 }
+        for n in ["vol-0", "vol-1"] {
+            let pvc = try XCTUnwrap(h.get(.persistentVolumeClaims, "data-\(n)"))
+            XCTAssertEqual(pvc[path: ["status", "phase"]]?.stringValue, "Bound")
+            XCTAssertEqual(pvc.labels["app"], "vol")
+            let volumes = h.get(.pods, n)?[path: ["spec", "volumes"]]?.arrayValue ?? []
+            XCTAssertEqual(volumes.first?[path: ["persistentVolumeClaim", "claimName"]]?.stringValue, "data-\(n)")
+        }
+        // Claims outlive a scale-down.
+        try h.edit(.statefulSets, "vol") { $0[path: ["spec", "replicas"]] = .int(1) }
+        h.waitUntil("1 pod") { h.pods("app=vol").count == 1 }
+        XCTAssertNotNil(h.get(.persistentVolumeClaims, "data-vol-1"))
     }
 
     func testParallelAndRollingUpdateInReverseOrderWithPartition() throws {
@@ -102,7 +123,7 @@ final class ControllerStatefulSetTests: XCTestCase {
         try h.apply(.statefulSets, statefulSetJSON("kv", replicas: 3, policy: "Parallel", env: "v2", partition: 1, probe: fast))
         h.waitUntil("kv-1 and kv-2 updated") {
             let pods = h.pods("app=kv")
-            return pods.count == 3 && pods.allSatisfy(Obj.isReady)
+            return pods.count == 3 && pods.allSatisfy(ObjectFields.isReady)
                 && ["kv-1", "kv-2"].allSatisfy { n in pods.first { $0.name == n }?.labels["controller-revision-hash"] != oldRev }
         }
         XCTAssertEqual(h.get(.pods, "kv-0")?.labels["controller-revision-hash"], oldRev, "below the partition")

@@ -137,6 +137,11 @@ final class NodeAgentHarness {
         while !latch.isDone && Date() < deadline { usleep(10_000) }
         XCTAssertTrue(latch.isDone, "pods did not stop", file: file, line: line)
         abandonAgent()
+        // A process that was not our child is reaped by its new parent, a moment later.
+        let goneDeadline = Date().addingTimeInterval(3)
+        while pidsSeen.contains(where: { FileManager.default.fileExists(atPath: "/proc/\($0)") }) && Date() < goneDeadline {
+            usleep(20_000)
+        }
         for pid in pidsSeen {
             XCTAssertFalse(FileManager.default.fileExists(atPath: "/proc/\(pid)"),
                            "process \(pid) is left over (or a zombie)", file: file, line: line)

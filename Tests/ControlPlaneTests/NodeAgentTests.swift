@@ -363,4 +363,164 @@ final class NodeAgentTests: XCTestCase {
         XCTAssertEqual(t.message, "executable file \"no-such-program-xyz\" not found in $PATH")
         XCTAssertEqual(h.status("uid-exe")?.phase, "Failed")
     }
+
+    /// After a real `kill -9` of the server its pods' processes are no longer the new agent's
+    /// children: they are adopted through the record, their exit is seen through the pidfd, and
+    /// the container is restarted with its exit status reported as unknown.
+    func testAdoptsAProcessThatIsNotItsChild() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        // `sleep` outlives the shell that started it, so it is re-parented away from this process.
+        let out = h.workDir + "/orphan.pid"
+        let sh = try ChildProcess.spawn(argv: ["/bin/sh", "-c", "sleep 30 & echo $!"], environment: ["PATH=/usr/bin:/bin"],
+                                        workingDir: nil, logPath: out)
+        var status: Int32 = 0
+        XCTAssertEqual(waitpid(sh, &status, 0), sh)
+        let pid = try XCTUnwrap(Int32(XCTUnwrap(h.readFile(out)).trimmingCharacters(in: .whitespacesAndNewlines)))
+        h.pidsSeen.insert(pid)
+        defer { kill(pid, SIGKILL) }
+        let ticks = try XCTUnwrap(ChildProcess.startTime(pid))
+        let pod = shellPod("orph", [("c", "exec sleep 30")])
+        let dir = h.dataDir + "/pods/default_orph_uid-orph"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        PodRecord(namespace: "default", name: "orph", uid: "uid-orph", podIP: "127.1.200.1", startTime: "2026-01-01T00:00:00Z",
+                  gracePeriodSeconds: 1, containers: ["c": .init(pid: pid, startTicks: ticks, startedAt: "2026-01-01T00:00:01Z",
+                                                                  restartCount: 4)]).save(dir + "/pod.json")
+        // A record whose process is gone (or whose pid now names another process) is not adopted.
+        try FileManager.default.createDirectory(atPath: h.dataDir + "/pods/default_stale_uid-stale", withIntermediateDirectories: true)
+        PodRecord(namespace: "default", name: "stale", uid: "uid-stale", podIP: "127.1.200.2", startTime: "2026-01-01T00:00:00Z",
+                  gracePeriodSeconds: 1, containers: ["c": .init(pid: getpid(), startTicks: 1, startedAt: "", restartCount: 0)])
+            .save(h.dataDir + "/pods/default_stale_uid-stale/pod.json")
+        try h.startAgent()
+        h.onLoop { h.agent.reconcile(desired: [pod, shellPod("stale", [("c", "exec sleep 30")])]) }
+        XCTAssertEqual(h.pids("uid-orph")["c"], pid)
+        let s = try XCTUnwrap(h.status("uid-orph"))
+        XCTAssertEqual(s.podIP, "127.1.200.1")
+        XCTAssertEqual(s.startTime, "2026-01-01T00:00:00Z")
+        XCTAssertEqual(s.containerStatuses?[0].restartCount, 4)
+        XCTAssertEqual(s.containerStatuses?[0].state?.running?.startedAt, "2026-01-01T00:00:01Z")
+        XCTAssertTrue(h.podEvents("uid-orph").contains("Adopted: Adopted running container c (pid \(pid)) after an agent restart"))
+        XCTAssertNotEqual(h.pids("uid-stale")["c"], getpid())
+        XCTAssertEqual(h.status("uid-stale")?.containerStatuses?[0].restartCount, 1)
+        XCTAssertEqual(h.status("uid-stale")?.podIP, "127.1.200.2")
+        kill(pid, SIGKILL)
+        h.waitUntil("restarted") { ($0.status(of: "uid-orph")?.containerStatuses?[0].restartCount ?? 0) == 5 }
+        let last = try XCTUnwrap(h.status("uid-orph")?.containerStatuses?[0].lastState?.terminated)
+        XCTAssertEqual(last.message, "exit status unknown: the process was adopted from an earlier agent")
+        XCTAssertNotEqual(h.pids("uid-orph")["c"], pid)
+    }
+
+    func testEnvFromConfigMapAndSecretWaitsUntilTheyExist() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        let w = h.workDir
+        let lock = NSLock()
+        var objects: [String: [String: String]] = [:]
+        h.onLoop {
+            h.agent.configData = { ns, kind, name in
+                lock.lock(); defer { lock.unlock() }
+                return objects["\(ns)/\(kind)/\(name)"]
+            }
+        }
+        var pod = shellPod("cfg", [("c", "echo \"$CFG_mode $CFG_level $PASSWORD ${OPTIONAL-unset}\" > \(w)/cfg.env; exec sleep 30")])
+        pod.spec!.containers[0].envFrom = [.init(prefix: "CFG_", configMapRef: .init(name: "settings"))]
+        pod.spec!.containers[0].env = [
+            .init(name: "PASSWORD", valueFrom: .init(secretKeyRef: .init(name: "creds", key: "password"))),
+            .init(name: "OPTIONAL", valueFrom: .init(configMapKeyRef: .init(name: "absent", key: "k", optional: true))),
+        ]
+        h.run(pod)
+        var waiting = h.status("uid-cfg")?.containerStatuses?[0].state?.waiting
+        XCTAssertEqual(waiting?.reason, "CreateContainerConfigError")
+        XCTAssertEqual(waiting?.message, "configmap \"settings\" not found")
+        XCTAssertEqual(h.status("uid-cfg")?.phase, "Pending")
+        lock.lock(); objects["default/ConfigMap/settings"] = ["mode": "fast", "level": "3"]; lock.unlock()
+        h.waitUntil("secret reported missing") {
+            $0.status(of: "uid-cfg")?.containerStatuses?[0].state?.waiting?.message == "secret \"creds\" not found"
+        }
+        lock.lock(); objects["default/Secret/creds"] = ["user": "u"]; lock.unlock()
+        h.waitUntil("missing key reported") {
+            $0.status(of: "uid-cfg")?.containerStatuses?[0].state?.waiting?.message == "couldn't find key password in Secret default/creds"
+        }
+        lock.lock(); objects["default/Secret/creds"] = ["password": "s3cret"]; lock.unlock()
+        h.waitUntil("Running") { $0.status(of: "uid-cfg")?.phase == "Running" }
+        waiting = h.status("uid-cfg")?.containerStatuses?[0].state?.waiting
+        XCTAssertNil(waiting)
+        XCTAssertEqual(h.status("uid-cfg")?.containerStatuses?[0].restartCount, 0)
+        XCTAssertEqual(h.readFile("\(w)/cfg.env"), "fast 3 s3cret unset\n")
+    }
+
+    func testFailingReadinessMakesThePodUnreadyWithoutRestart() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        let flag = h.workDir + "/ready"
+        var pod = shellPod("flap", [("c", "exec sleep 30")])
+        pod.spec!.containers[0].readinessProbe = .init(exec: .init(command: ["test", "-f", flag]), periodSeconds: 1, failureThreshold: 1)
+        h.run(pod)
+        XCTAssertEqual(h.status("uid-flap")?.isReady, false)
+        XCTAssertTrue(FileManager.default.createFile(atPath: flag, contents: Data()))
+        h.waitUntil("ready") { $0.status(of: "uid-flap")?.isReady == true }
+        try FileManager.default.removeItem(atPath: flag)
+        h.waitUntil("unready") { $0.status(of: "uid-flap")?.isReady == false }
+        XCTAssertEqual(h.status("uid-flap")?.phase, "Running")
+        XCTAssertEqual(h.status("uid-flap")?.containerStatuses?[0].restartCount, 0)
+        XCTAssertTrue(h.podEvents("uid-flap").contains("Unhealthy: Readiness probe failed"))
+    }
+
+    func testTheBinaryDirectoryComesFirstOnThePodsPath() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        let bin = h.workDir + "/bin"
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        XCTAssertTrue(FileManager.default.createFile(atPath: bin + "/portico", contents: Data("#!/bin/sh\necho \"portico $*\"\n".utf8),
+                                                    attributes: [.posixPermissions: 0o755]))
+        try h.startAgent { $0.binDirectory = bin }
+        let pod = Pod(metadata: ObjectMeta(name: "echo", uid: "uid-echo"), spec: Pod.Spec(
+            containers: [Pod.Container(name: "c", command: ["portico", "echo"], args: ["--listen", "$(POD_IP):8080"])],
+            restartPolicy: "Never"))
+        h.run(pod)
+        h.waitUntil("Succeeded") { $0.status(of: "uid-echo")?.phase == "Succeeded" }
+        let ip = try XCTUnwrap(h.status("uid-echo")?.podIP)
+        let log = try XCTUnwrap(h.onLoop { h.agent.logPath(podUID: "uid-echo", container: "c") })
+        XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), "portico echo --listen \(ip):8080\n")
+    }
+
+    func testHTTPProbeSendsItsHeaders() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        let server = """
+        exec python3 -c "
+        import http.server, os
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                ok = self.headers.get('X-Probe') == 'yes' and self.headers.get('Host') == 'custom'
+                self.send_response(204 if ok else 500); self.end_headers()
+            def log_message(self, *a): pass
+        http.server.HTTPServer((os.environ['POD_IP'], 8080), H).serve_forever()"
+        """
+        var with = shellPod("with", [("web", server)])
+        with.spec!.containers[0].readinessProbe = .init(httpGet: .init(path: "/healthz", port: .int(8080)), periodSeconds: 1)
+        with.spec!.containers[0].readinessProbe!.httpGet!.httpHeaders = [.init(name: "X-Probe", value: "yes"), .init(name: "host", value: "custom")]
+        var without = shellPod("without", [("web", server)])
+        without.spec!.containers[0].readinessProbe = .init(httpGet: .init(path: "/healthz", port: .int(8080)), periodSeconds: 1)
+        h.run(with); h.run(without)
+        h.waitUntil("ready with headers") { $0.status(of: "uid-with")?.isReady == true }
+        h.waitUntil("probe of the other pod failed") { _ in h.podEvents("uid-without").contains("Unhealthy: Readiness probe failed") }
+        XCTAssertEqual(h.status("uid-without")?.isReady, false)
+        XCTAssertEqual(h.status("uid-with")?.containerStatuses?[0].containerID, "portico://\(h.pids("uid-with")["web"]!)")
+    }
+
+    func testADesiredPodBeingDeletedIsTerminatedWithItsDeletionGracePeriod() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        var pod = shellPod("del", grace: 30, [("c", "trap '' TERM; while true; do sleep 0.05; done")])
+        h.onLoop { h.agent.reconcile(desired: [pod]) }
+        XCTAssertEqual(h.pids("uid-del").count, 1)
+        pod.metadata.deletionTimestamp = "2026-01-01T00:00:00Z"
+        pod.metadata.deletionGracePeriodSeconds = 0
+        h.onLoop { h.agent.reconcile(desired: [pod]) }
+        h.waitUntil("gone after a zero grace period", timeout: 3) { $0.status(of: "uid-del") == nil }
+        h.onLoop { h.agent.reconcile(desired: [pod]) }
+        XCTAssertNil(h.status("uid-del"), "not started again")
+        XCTAssertEqual(h.terminations.map(\.0.uid), ["uid-del"])
+    }
 }

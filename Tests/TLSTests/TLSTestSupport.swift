@@ -157,8 +157,9 @@ final class TestTLSServer: @unchecked Sendable {
             var peer = sockaddr_storage()
             guard let fd = try? Socket.accept(listenFD, peer: &peer) else { continue }
             let record = serve(fd)
-            close(fd)
+            // Recorded before the close: a client that reads to EOF then finds its record.
             lock.lock(); _served.append(record); lock.unlock()
+            close(fd)
         }
     }
 

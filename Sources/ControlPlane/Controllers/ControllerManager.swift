@@ -20,6 +20,10 @@ public struct ControllerOptions {
     public var resyncInterval: Double = 30
     /// Events older than this are deleted (at each resync).
     public var eventTTL: Double = 3600
+    /// Seconds between a deleted pod leaving its Endpoints and the agent signalling it, so
+    /// that the proxy has swapped in routes without it (it does within a second) before the
+    /// pod stops accepting connections; Kubernetes users get the same with a preStop sleep.
+    public var endpointDrainDelay: Double = 1
     /// `spec.nodeName` given to every pod.
     public var nodeName = "portico"
     /// Where ClusterIPs come from (a /16; the first two octets).
@@ -37,6 +41,10 @@ public struct ControllerOptions {
 /// keys; each controller's `sync` compares desired with observed state in the store and takes
 /// the smallest step. Nothing is kept only in memory, so a new manager over the same store and
 /// agent converges where the last one stopped. Every method runs on `loop`'s thread.
+///
+/// `start()` takes the agent's `onStatusChange`, `beforeTerminate`, `onEvent` and
+/// `serviceEnvironment` hooks; `stop()` clears them. A stopped manager is not started again:
+/// make a new one.
 public final class ControllerManager {
     public let store: Store
     public let agent: NodeAgent
@@ -132,7 +140,7 @@ public final class ControllerManager {
     private func route(_ e: WatchEvent) {
         guard started else { return }
         let o = e.object, ns = o.namespace
-        let owner = Obj.controllerRef(o)
+        let owner = ObjectFields.controllerRef(o)
         switch e.resource {
         case .deployments:
             enqueue(deployments.name, ns, o.name)
@@ -174,7 +182,7 @@ public final class ControllerManager {
     /// Deployments whose selector matches an orphaned ReplicaSet (for adoption).
     private func deploymentsSelecting(_ rs: JSONValue) -> [String] {
         ((try? store.list(.deployments, namespace: rs.namespace).items) ?? []).filter {
-            Obj.selector($0[path: ["spec", "selector"]])?.matches(rs.labels) ?? false
+            ObjectFields.selector($0[path: ["spec", "selector"]])?.matches(rs.labels) ?? false
         }.map(\.name)
     }
 
@@ -204,7 +212,7 @@ public final class ControllerManager {
     func collectEvents() {
         let cutoff = Date().addingTimeInterval(-options.eventTTL)
         for e in (try? store.list(.events).items) ?? [] {
-            guard let t = (e["lastTimestamp"]?.stringValue).flatMap(Obj.parseTime), t < cutoff else { continue }
+            guard let t = (e["lastTimestamp"]?.stringValue).flatMap(ObjectFields.parseTime), t < cutoff else { continue }
             _ = try? store.delete(.events, namespace: e.namespace, name: e.name)
         }
     }
@@ -216,6 +224,27 @@ public final class ControllerManager {
     public static func allocateServiceAddresses(_ service: JSONValue, store: Store,
                                                 options: ControllerOptions = ControllerOptions()) -> JSONValue? {
         ServiceController.allocate(service, store: store, options: options)
+    }
+
+    /// The data of a ConfigMap or Secret (`kind`), Secret values decoded from base64, nil when it
+    /// does not exist: what the node agent's `configData` hook asks for `envFrom` and
+    /// `configMapKeyRef`/`secretKeyRef` (`agent.configData = manager.configData`).
+    public func configData(namespace: String, kind: String, name: String) -> [String: String]? {
+        let type: ResourceType = kind == "Secret" ? .secrets : .configMaps
+        guard let o = try? store.get(type, namespace: namespace, name: name) else { return nil }
+        var out: [String: String] = [:]
+        if type == .secrets {
+            for (k, v) in o["data"]?.stringMap ?? [:] {
+                if let d = Data(base64Encoded: v) { out[k] = String(decoding: d, as: UTF8.self) }
+            }
+            for (k, v) in o["stringData"]?.stringMap ?? [:] { out[k] = v }
+        } else {
+            out = o["data"]?.stringMap ?? [:]
+            for (k, v) in o["binaryData"]?.stringMap ?? [:] where out[k] == nil {
+                if let d = Data(base64Encoded: v) { out[k] = String(decoding: d, as: UTF8.self) }
+            }
+        }
+        return out
     }
 
     /// Records an Event about `object` (kind and apiVersion taken from it).

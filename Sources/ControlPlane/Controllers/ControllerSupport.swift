@@ -16,7 +16,7 @@ protocol Controller: AnyObject {
 }
 
 /// JSON helpers the controllers share: selectors, owners, readiness, hashes.
-enum Obj {
+enum ObjectFields {
     static let templateHashLabel = "pod-template-hash"
     static let revisionHashLabel = "controller-revision-hash"
     static let revisionAnnotation = "deployment.kubernetes.io/revision"

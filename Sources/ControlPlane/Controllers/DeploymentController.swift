@@ -18,15 +18,15 @@ final class DeploymentController: Controller {
         var rs: JSONValue
         var pods: [JSONValue]
         var available: Int
-        var replicas: Int { Obj.int(rs[path: ["spec", "replicas"]], default: 0) }
-        var revision: Int { Int(Obj.annotations(rs)[Obj.revisionAnnotation] ?? "") ?? 0 }
+        var replicas: Int { ObjectFields.int(rs[path: ["spec", "replicas"]], default: 0) }
+        var revision: Int { Int(ObjectFields.annotations(rs)[ObjectFields.revisionAnnotation] ?? "") ?? 0 }
     }
 
     func sync(namespace: String, name: String) throws -> SyncResult {
         guard let d = try? store.get(.deployments, namespace: namespace, name: name) else { return .done }
-        guard let selector = Obj.selector(d[path: ["spec", "selector"]]) else { return .done }
-        let replicas = Obj.int(d[path: ["spec", "replicas"]], default: 1)
-        let minReady = Obj.int(d[path: ["spec", "minReadySeconds"]], default: 0)
+        guard let selector = ObjectFields.selector(d[path: ["spec", "selector"]]) else { return .done }
+        let replicas = ObjectFields.int(d[path: ["spec", "replicas"]], default: 1)
+        let minReady = ObjectFields.int(d[path: ["spec", "minReadySeconds"]], default: 0)
         let template = d[path: ["spec", "template"]] ?? .object([:])
         var wait: Double?
         var progressed = false
@@ -35,7 +35,7 @@ final class DeploymentController: Controller {
             let pods = try m.replicaSets.pods(of: rs)
             var available = 0
             for p in pods {
-                let (ok, w) = Obj.isAvailable(p, minReadySeconds: minReady)
+                let (ok, w) = ObjectFields.isAvailable(p, minReadySeconds: minReady)
                 if ok { available += 1 } else if let w { wait = min(wait ?? w, w) }
             }
             return Set_(rs: rs, pods: pods, available: available)
@@ -43,9 +43,9 @@ final class DeploymentController: Controller {
 
         var sets: [Set_] = []
         for var rs in try store.list(.replicaSets, namespace: namespace).items {
-            let owner = Obj.controllerUID(rs)
+            let owner = ObjectFields.controllerUID(rs)
             if owner == nil && selector.matches(rs.labels) {
-                rs[path: ["metadata", "ownerReferences"]] = .array((rs[path: ["metadata", "ownerReferences"]]?.arrayValue ?? []) + [Obj.ownerReference(d)])
+                rs[path: ["metadata", "ownerReferences"]] = .array((rs[path: ["metadata", "ownerReferences"]]?.arrayValue ?? []) + [ObjectFields.ownerReference(d)])
                 rs = try store.update(.replicaSets, rs)
             } else if owner != d.uid {
                 continue
@@ -67,24 +67,34 @@ final class DeploymentController: Controller {
         }
 
         func createNew(_ n: Int) throws -> Int {
-            let hash = Obj.templateHash(template)
+            let collisions = ObjectFields.int(d[path: ["status", "collisionCount"]], default: 0)
+            let hash = ObjectFields.templateHash(template, collisionCount: collisions)
             var t = template
-            t[path: ["metadata", "labels", Obj.templateHashLabel]] = .string(hash)
+            t[path: ["metadata", "labels", ObjectFields.templateHashLabel]] = .string(hash)
             var sel = d[path: ["spec", "selector"]] ?? .object([:])
-            sel[path: ["matchLabels", Obj.templateHashLabel]] = .string(hash)
-            var annotations: [String: JSONValue] = [Obj.revisionAnnotation: .string(String(maxOldRevision + 1))]
-            if let cause = Obj.annotations(d)["kubernetes.io/change-cause"] { annotations["kubernetes.io/change-cause"] = .string(cause) }
+            sel[path: ["matchLabels", ObjectFields.templateHashLabel]] = .string(hash)
+            var annotations: [String: JSONValue] = [ObjectFields.revisionAnnotation: .string(String(maxOldRevision + 1))]
+            if let cause = ObjectFields.annotations(d)["kubernetes.io/change-cause"] { annotations["kubernetes.io/change-cause"] = .string(cause) }
             var labels = t[path: ["metadata", "labels"]] ?? .object([:])
-            labels[Obj.templateHashLabel] = .string(hash)
+            labels[ObjectFields.templateHashLabel] = .string(hash)
             let rs: JSONValue = .object([
                 "metadata": .object([
                     "name": .string("\(d.name)-\(hash)"), "namespace": .string(namespace), "labels": labels,
-                    "annotations": .object(annotations), "ownerReferences": .array([Obj.ownerReference(d)]),
+                    "annotations": .object(annotations), "ownerReferences": .array([ObjectFields.ownerReference(d)]),
                 ]),
                 "spec": .object(["replicas": .int(n), "selector": sel, "template": t,
                                  "minReadySeconds": .int(minReady)]),
             ])
-            let created = try store.create(.replicaSets, rs)
+            let created: JSONValue
+            do {
+                created = try store.create(.replicaSets, rs)
+            } catch let e as StoreError where e.reason == .alreadyExists {
+                // Another template hashed to the same name: count the collision and try another hash.
+                var o = try store.get(.deployments, namespace: namespace, name: name)
+                o[path: ["status", "collisionCount"]] = .int(collisions + 1)
+                try store.updateStatus(.deployments, o)
+                throw e
+            }
             sets.append(try load(created))
             progressed = true
             m.event(d, "Normal", "ScalingReplicaSet", "Scaled up replica set \(created.name) from 0 to \(n)", component: Self.component)
@@ -94,7 +104,7 @@ final class DeploymentController: Controller {
         // A ReplicaSet brought back (rollback) becomes the newest revision again.
         if let i = newIndex, sets[i].revision <= maxOldRevision {
             var rs = sets[i].rs
-            rs[path: ["metadata", "annotations", Obj.revisionAnnotation]] = .string(String(maxOldRevision + 1))
+            rs[path: ["metadata", "annotations", ObjectFields.revisionAnnotation]] = .string(String(maxOldRevision + 1))
             rs = try store.update(.replicaSets, rs)
             sets[i].rs = rs
         }
@@ -113,7 +123,7 @@ final class DeploymentController: Controller {
             for i in olds where sets[i].replicas > 0 { try scale(i, to: 0, "") }
             let oldPods = olds.map { sets[$0].pods.count }.reduce(0, +)
             let terminating = m.agent.runningPods.contains { id in
-                id.namespace == namespace && m.agent.pods[id.uid]?.terminating == true &&
+                id.namespace == namespace && (m.agent.pods[id.uid]?.terminating == true || m.pods.draining.contains(id.uid)) &&
                     olds.contains { id.name.hasPrefix(sets[$0].rs.name + "-") }
             }
             if oldPods == 0 && !terminating {
@@ -121,8 +131,8 @@ final class DeploymentController: Controller {
             }
         } else {
             let ru = d[path: ["spec", "strategy", "rollingUpdate"]]
-            let maxSurge = Obj.scaled(ru?["maxSurge"], default: "25%", total: replicas, roundUp: true)
-            maxUnavailable = Obj.scaled(ru?["maxUnavailable"], default: "25%", total: replicas, roundUp: false)
+            let maxSurge = ObjectFields.scaled(ru?["maxSurge"], default: "25%", total: replicas, roundUp: true)
+            maxUnavailable = ObjectFields.scaled(ru?["maxUnavailable"], default: "25%", total: replicas, roundUp: false)
             if maxSurge == 0 && maxUnavailable == 0 { maxUnavailable = 1 }
             let total = { sets.map(\.replicas).reduce(0, +) }
             // Scale the new ReplicaSet up within maxSurge.
@@ -160,12 +170,12 @@ final class DeploymentController: Controller {
         }
 
         // Keep the deployment's own revision annotation in step.
-        if let i = newIndex, Obj.annotations(d)[Obj.revisionAnnotation] != String(sets[i].revision) {
+        if let i = newIndex, ObjectFields.annotations(d)[ObjectFields.revisionAnnotation] != String(sets[i].revision) {
             var o = d
-            o[path: ["metadata", "annotations", Obj.revisionAnnotation]] = .string(String(sets[i].revision))
+            o[path: ["metadata", "annotations", ObjectFields.revisionAnnotation]] = .string(String(sets[i].revision))
             _ = try store.update(.deployments, o)
         }
-        try cleanup(sets, newIndex: newIndex, limit: Obj.int(d[path: ["spec", "revisionHistoryLimit"]], default: 10), d: d)
+        try cleanup(sets, newIndex: newIndex, limit: ObjectFields.int(d[path: ["spec", "revisionHistoryLimit"]], default: 10), d: d)
         if let deadline = try writeStatus(namespace, name, sets, newIndex: newIndex, replicas: replicas,
                                           maxUnavailable: maxUnavailable, progressed: progressed, paused: paused) {
             wait = min(wait ?? deadline, deadline)
@@ -177,7 +187,7 @@ final class DeploymentController: Controller {
     static func sameTemplate(_ a: JSONValue?, _ b: JSONValue) -> Bool {
         func strip(_ t: JSONValue?) -> JSONValue {
             var t = t ?? .object([:])
-            t[path: ["metadata", "labels", Obj.templateHashLabel]] = nil
+            t[path: ["metadata", "labels", ObjectFields.templateHashLabel]] = nil
             if t[path: ["metadata", "labels"]]?.objectValue?.isEmpty == true { t[path: ["metadata", "labels"]] = nil }
             if t["metadata"]?.objectValue?.isEmpty == true { t["metadata"] = nil }
             return t
@@ -202,7 +212,7 @@ final class DeploymentController: Controller {
         let actual = sets.map(\.pods.count).reduce(0, +)
         let specTotal = sets.map(\.replicas).reduce(0, +)
         let available = sets.map(\.available).reduce(0, +)
-        let ready = sets.map { $0.pods.filter(Obj.isReady).count }.reduce(0, +)
+        let ready = sets.map { $0.pods.filter(ObjectFields.isReady).count }.reduce(0, +)
         let updated = newIndex.map { sets[$0].pods.count } ?? 0
         var status: JSONValue = .object([:])
         status["observedGeneration"] = d[path: ["metadata", "generation"]] ?? .int(1)
@@ -213,7 +223,7 @@ final class DeploymentController: Controller {
         status["unavailableReplicas"] = .int(max(0, specTotal - available))
         let old = d[path: ["status", "conditions"]]?.arrayValue ?? []
         func condition(_ type: String, _ ok: Bool, _ reason: String, _ message: String, touch: Bool = false) -> JSONValue {
-            let now = Obj.now()
+            let now = ObjectFields.now()
             let prev = old.first { $0["type"]?.stringValue == type }
             let value = ok ? "True" : "False"
             let same = prev?["status"]?.stringValue == value
@@ -231,7 +241,7 @@ final class DeploymentController: Controller {
         let moved = progressed || available > (d[path: ["status", "availableReplicas"]]?.intValue ?? 0)
             || updated > (d[path: ["status", "updatedReplicas"]]?.intValue ?? 0)
         let prev = old.first { $0["type"]?.stringValue == "Progressing" }
-        let deadline = Double(Obj.int(d[path: ["spec", "progressDeadlineSeconds"]], default: 600))
+        let deadline = Double(ObjectFields.int(d[path: ["spec", "progressDeadlineSeconds"]], default: 600))
         var left: Double?
         let progressing: JSONValue
         if complete {
@@ -244,7 +254,7 @@ final class DeploymentController: Controller {
         } else if prev?["reason"]?.stringValue == "ProgressDeadlineExceeded" {
             progressing = prev!
         } else {
-            let since = (prev?["lastUpdateTime"]?.stringValue).flatMap(Obj.parseTime) ?? Date()
+            let since = (prev?["lastUpdateTime"]?.stringValue).flatMap(ObjectFields.parseTime) ?? Date()
             let remaining = since.addingTimeInterval(deadline).timeIntervalSinceNow
             if remaining <= 0 {
                 progressing = condition("Progressing", false, "ProgressDeadlineExceeded", "ReplicaSet \"\(rsName)\" has timed out progressing.")

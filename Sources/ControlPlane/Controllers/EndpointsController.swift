@@ -49,8 +49,9 @@ final class EndpointsController: Controller {
 
         var members: [Member] = []
         for pod in try store.list(.pods, namespace: namespace).items where selector.matches(pod.labels) {
-            guard let ip = pod[path: ["status", "podIP"]]?.stringValue, !ip.isEmpty, !Obj.isTerminal(pod) else { continue }
+            guard let ip = pod[path: ["status", "podIP"]]?.stringValue, !ip.isEmpty, !ObjectFields.isTerminal(pod) else { continue }
             if let rt = m.agent.pods[pod.uid], rt.terminating { continue }
+            if m.pods.draining.contains(pod.uid) { continue }
             var ports: [JSONValue] = []
             var missing = false
             for sp in svcPorts {
@@ -62,7 +63,7 @@ final class EndpointsController: Controller {
             }
             if missing { continue }
             if svcPorts.isEmpty && !headless { continue }
-            members.append(Member(pod: pod, ip: ip, ready: publishNotReady || Obj.isReady(pod), ports: ports))
+            members.append(Member(pod: pod, ip: ip, ready: publishNotReady || ObjectFields.isReady(pod), ports: ports))
         }
         members.sort { $0.ip.split(separator: ".").compactMap { Int($0) }.lexicographicallyPrecedes($1.ip.split(separator: ".").compactMap { Int($0) }) }
 
@@ -123,13 +124,13 @@ final class EndpointsController: Controller {
         if var ep = try? store.get(.endpoints, namespace: ns, name: svc.name) {
             var want = ep
             want["subsets"] = subsets.isEmpty ? nil : .array(subsets)
-            want[path: ["metadata", "labels"]] = labels.isEmpty ? nil : Obj.json(labels)
+            want[path: ["metadata", "labels"]] = labels.isEmpty ? nil : ObjectFields.json(labels)
             guard want != ep else { return }
             ep = want
             try store.update(.endpoints, ep)
         } else {
             var ep: JSONValue = .object(["metadata": .object(["name": .string(svc.name), "namespace": .string(ns)])])
-            if !labels.isEmpty { ep[path: ["metadata", "labels"]] = Obj.json(labels) }
+            if !labels.isEmpty { ep[path: ["metadata", "labels"]] = ObjectFields.json(labels) }
             if !subsets.isEmpty { ep["subsets"] = .array(subsets) }
             try store.create(.endpoints, ep)
         }
@@ -172,14 +173,14 @@ final class EndpointsController: Controller {
                 let old = existing.removeFirst()
                 var s = old
                 s["addressType"] = body["addressType"]; s["endpoints"] = body["endpoints"]; s["ports"] = body["ports"]
-                s[path: ["metadata", "labels"]] = Obj.json(labels)
-                s[path: ["metadata", "ownerReferences"]] = .array([Obj.ownerReference(svc)])
+                s[path: ["metadata", "labels"]] = ObjectFields.json(labels)
+                s[path: ["metadata", "ownerReferences"]] = .array([ObjectFields.ownerReference(svc)])
                 if s != old { try store.update(.endpointSlices, s) }
             } else {
                 var s = body
                 s["metadata"] = .object([
-                    "name": .string("\(svc.name)-\(Obj.randomSuffix())"), "namespace": .string(ns),
-                    "labels": Obj.json(labels), "ownerReferences": .array([Obj.ownerReference(svc)]),
+                    "name": .string("\(svc.name)-\(ObjectFields.randomSuffix())"), "namespace": .string(ns),
+                    "labels": ObjectFields.json(labels), "ownerReferences": .array([ObjectFields.ownerReference(svc)]),
                 ])
                 try store.create(.endpointSlices, s)
             }

@@ -15,7 +15,7 @@ final class EventRecorder {
         let ns = involved.namespace.isEmpty ? "default" : involved.namespace
         let kind = involved["kind"]?.stringValue ?? ""
         let key = [ns, kind, involved.name, involved.uid, type, reason, message, component].joined(separator: "\u{1}")
-        let now = Obj.now()
+        let now = ObjectFields.now()
         if let name = recent[key], var e = try? store.get(.events, namespace: ns, name: name) {
             e["count"] = .int((e["count"]?.intValue ?? 1) + 1)
             e["lastTimestamp"] = .string(now)

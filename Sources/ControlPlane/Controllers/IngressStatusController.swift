@@ -11,7 +11,7 @@ final class IngressStatusController: Controller {
     func sync(namespace: String, name: String) throws -> SyncResult {
         guard var ing = try? m.store.get(.ingresses, namespace: namespace, name: name) else { return .done }
         let cls = ing[path: ["spec", "ingressClassName"]]?.stringValue
-            ?? Obj.annotations(ing)["kubernetes.io/ingress.class"]
+            ?? ObjectFields.annotations(ing)["kubernetes.io/ingress.class"]
         let ours = cls.map { $0 == m.options.ingressClass } ?? m.options.claimUnclassedIngresses
         guard ours else { return .done }
         let want: JSONValue = .object(["ingress": .array([.object(["ip": .string(m.options.ingressAddress)])])])

@@ -46,7 +46,7 @@ final class PodController: Controller {
         }
         guard var pod = found else { return .done }
         if agent.pods[pod.uid] == nil {
-            if Obj.isTerminal(pod) && agent.recorded[pod.uid] == nil { return .done }
+            if ObjectFields.isTerminal(pod) && agent.recorded[pod.uid] == nil { return .done }
             // The same name keeps the same IP for a StatefulSet pod: wait for the old processes.
             if older { return .requeue(after: 0.5) }
             if pod[path: ["spec", "nodeName"]]?.stringValue != m.options.nodeName {
@@ -55,11 +55,11 @@ final class PodController: Controller {
                 m.event(pod, "Normal", "Scheduled", "Successfully assigned \(namespace)/\(name) to \(m.options.nodeName)",
                         component: "default-scheduler")
             }
-            guard let typed = Obj.typedPod(pod) else {
+            guard let typed = ObjectFields.typedPod(pod) else {
                 m.event(pod, "Warning", "Failed", "the pod spec cannot be read", component: "kubelet")
                 return .done
             }
-            let stableKey = Obj.controllerRef(pod)?["kind"]?.stringValue == "StatefulSet" ? "\(namespace)/\(name)" : nil
+            let stableKey = ObjectFields.controllerRef(pod)?["kind"]?.stringValue == "StatefulSet" ? "\(namespace)/\(name)" : nil
             agent.run(typed, stableKey: stableKey)
         }
         // The agent may have reported (and written) already; compare with the stored object.
@@ -69,8 +69,26 @@ final class PodController: Controller {
         return .done
     }
 
+    /// Pods out of their Endpoints, waiting `endpointDrainDelay` before the agent signals them.
+    private(set) var draining = Set<String>()
+
     private func stop(_ id: PodIdentity) {
         guard stopping.insert(id.uid).inserted else { return }
+        let delay = m.options.endpointDrainDelay
+        if delay > 0 {
+            draining.insert(id.uid)
+            m.endpoints.podTerminating(id)
+            m.timers.after(delay) { [weak self] in
+                guard let self else { return }
+                self.draining.remove(id.uid)
+                self.signal(id)
+            }
+        } else {
+            signal(id)
+        }
+    }
+
+    private func signal(_ id: PodIdentity) {
         agent.stop(podUID: id.uid) { [weak self] in
             guard let self else { return }
             self.stopping.remove(id.uid)
@@ -87,7 +105,9 @@ final class PodController: Controller {
 
     /// True while the agent is terminating (or has not yet let go of) a pod of this name.
     func isTerminating(namespace: String, name: String) -> Bool {
-        agent.runningPods.contains { $0.namespace == namespace && $0.name == name && agent.pods[$0.uid]?.terminating == true }
+        agent.runningPods.contains {
+            $0.namespace == namespace && $0.name == name && (agent.pods[$0.uid]?.terminating == true || draining.contains($0.uid))
+        }
     }
 
     private func statusChanged(_ id: PodIdentity, _ status: PodStatus) {
@@ -96,7 +116,7 @@ final class PodController: Controller {
     }
 
     private func writeStatus(_ pod: JSONValue, _ status: PodStatus) throws {
-        let s = Obj.json(status)
+        let s = ObjectFields.json(status)
         guard pod["status"] != s else { return }
         var p = pod
         p["status"] = s

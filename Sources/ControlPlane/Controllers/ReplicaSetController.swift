@@ -13,26 +13,26 @@ final class ReplicaSetController: Controller {
 
     /// The active pods a ReplicaSet controls (adopting orphans its selector matches).
     func pods(of rs: JSONValue) throws -> [JSONValue] {
-        guard let selector = Obj.selector(rs[path: ["spec", "selector"]]) else { return [] }
+        guard let selector = ObjectFields.selector(rs[path: ["spec", "selector"]]) else { return [] }
         var out: [JSONValue] = []
         for var pod in try store.list(.pods, namespace: rs.namespace).items {
-            let owner = Obj.controllerUID(pod)
-            if owner == nil && selector.matches(pod.labels) && !Obj.isTerminal(pod) {
+            let owner = ObjectFields.controllerUID(pod)
+            if owner == nil && selector.matches(pod.labels) && !ObjectFields.isTerminal(pod) {
                 var refs = pod[path: ["metadata", "ownerReferences"]]?.arrayValue ?? []
-                refs.append(Obj.ownerReference(rs))
+                refs.append(ObjectFields.ownerReference(rs))
                 pod[path: ["metadata", "ownerReferences"]] = .array(refs)
                 pod = try store.update(.pods, pod)
             } else if owner != rs.uid {
                 continue
             }
-            if !Obj.isTerminal(pod) { out.append(pod) }
+            if !ObjectFields.isTerminal(pod) { out.append(pod) }
         }
         return out
     }
 
     func sync(namespace: String, name: String) throws -> SyncResult {
         guard let rs = try? store.get(.replicaSets, namespace: namespace, name: name) else { return .done }
-        let replicas = Obj.int(rs[path: ["spec", "replicas"]], default: 1)
+        let replicas = ObjectFields.int(rs[path: ["spec", "replicas"]], default: 1)
         var active = try pods(of: rs)
         if active.count < replicas {
             for _ in active.count..<replicas { active.append(try createPod(rs)) }
@@ -49,11 +49,11 @@ final class ReplicaSetController: Controller {
     /// Not ready before ready, then newest first (Kubernetes' ActivePods ranking, shortened).
     static func deletionOrder(_ pods: [JSONValue]) -> [JSONValue] {
         pods.sorted { a, b in
-            let ra = Obj.isReady(a), rb = Obj.isReady(b)
+            let ra = ObjectFields.isReady(a), rb = ObjectFields.isReady(b)
             if ra != rb { return !ra }
-            let pa = Obj.phase(a) == "Running", pb = Obj.phase(b) == "Running"
+            let pa = ObjectFields.phase(a) == "Running", pb = ObjectFields.phase(b) == "Running"
             if pa != pb { return !pa }
-            return Obj.olderFirst(b, a)
+            return ObjectFields.olderFirst(b, a)
         }
     }
 
@@ -62,10 +62,10 @@ final class ReplicaSetController: Controller {
         var meta: JSONValue = .object(["namespace": .string(rs.namespace)])
         meta["labels"] = template[path: ["metadata", "labels"]]
         meta["annotations"] = template[path: ["metadata", "annotations"]]
-        meta["ownerReferences"] = .array([Obj.ownerReference(rs)])
+        meta["ownerReferences"] = .array([ObjectFields.ownerReference(rs)])
         var pod: JSONValue = .object(["metadata": meta, "spec": template["spec"] ?? .object([:])])
         for _ in 0..<8 {
-            pod[path: ["metadata", "name"]] = .string("\(rs.name)-\(Obj.randomSuffix())")
+            pod[path: ["metadata", "name"]] = .string("\(rs.name)-\(ObjectFields.randomSuffix())")
             do {
                 let created = try store.create(.pods, pod)
                 m.event(rs, "Normal", "SuccessfulCreate", "Created pod: \(created.name)", component: "replicaset-controller")
@@ -81,18 +81,18 @@ final class ReplicaSetController: Controller {
     }
 
     private func writeStatus(_ rs: JSONValue, _ pods: [JSONValue]) throws -> SyncResult {
-        let minReady = Obj.int(rs[path: ["spec", "minReadySeconds"]], default: 0)
+        let minReady = ObjectFields.int(rs[path: ["spec", "minReadySeconds"]], default: 0)
         var available = 0, wait: Double?
         for p in pods {
-            let (ok, w) = Obj.isAvailable(p, minReadySeconds: minReady)
+            let (ok, w) = ObjectFields.isAvailable(p, minReadySeconds: minReady)
             if ok { available += 1 } else if let w { wait = min(wait ?? w, w) }
         }
-        let selector = Obj.selector(rs[path: ["spec", "template", "metadata"]].map { _ in .object(["matchLabels": rs[path: ["spec", "template", "metadata", "labels"]] ?? .object([:])]) })
+        let selector = ObjectFields.selector(rs[path: ["spec", "template", "metadata"]].map { _ in .object(["matchLabels": rs[path: ["spec", "template", "metadata", "labels"]] ?? .object([:])]) })
         let labeled = pods.filter { selector?.matches($0.labels) ?? true }.count
         var status = rs["status"] ?? .object([:])
         status["replicas"] = .int(pods.count)
         status["fullyLabeledReplicas"] = .int(labeled)
-        status["readyReplicas"] = .int(pods.filter(Obj.isReady).count)
+        status["readyReplicas"] = .int(pods.filter(ObjectFields.isReady).count)
         status["availableReplicas"] = .int(available)
         status["observedGeneration"] = rs[path: ["metadata", "generation"]] ?? .int(1)
         if status != rs["status"] {

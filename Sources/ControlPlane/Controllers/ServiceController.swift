@@ -72,6 +72,8 @@ final class ServiceController: Controller {
     /// `_SERVICE_PORT_<PORT>` and the Docker-link `<NAME>_PORT…` set.
     func environment(for pod: Pod) -> [(name: String, value: String)] {
         var out: [(name: String, value: String)] = []
+        let stored = try? m.store.get(.pods, namespace: pod.metadata.namespace, name: pod.metadata.name ?? "")
+        if stored?[path: ["spec", "enableServiceLinks"]] == .bool(false) { return out }
         for svc in (try? m.store.list(.services, namespace: pod.metadata.namespace).items) ?? [] {
             guard let ip = svc[path: ["spec", "clusterIP"]]?.stringValue, !ip.isEmpty, ip != "None",
                   svc[path: ["spec", "type"]]?.stringValue != "ExternalName" else { continue }

@@ -23,26 +23,26 @@ final class StatefulSetController: Controller {
         return n
     }
 
-    private func healthy(_ pod: JSONValue) -> Bool { Obj.phase(pod) == "Running" && Obj.isReady(pod) }
+    private func healthy(_ pod: JSONValue) -> Bool { ObjectFields.phase(pod) == "Running" && ObjectFields.isReady(pod) }
 
     func sync(namespace: String, name: String) throws -> SyncResult {
         guard let sts = try? store.get(.statefulSets, namespace: namespace, name: name) else { return .done }
-        let replicas = Obj.int(sts[path: ["spec", "replicas"]], default: 1)
+        let replicas = ObjectFields.int(sts[path: ["spec", "replicas"]], default: 1)
         let parallel = sts[path: ["spec", "podManagementPolicy"]]?.stringValue == "Parallel"
         let template = sts[path: ["spec", "template"]] ?? .object([:])
-        let updateRevision = "\(name)-\(Obj.templateHash(template))"
+        let updateRevision = "\(name)-\(ObjectFields.templateHash(template))"
         let storedCurrent = sts[path: ["status", "currentRevision"]]?.stringValue ?? ""
         let currentRevision = storedCurrent.isEmpty ? updateRevision : storedCurrent
         let rolling = (sts[path: ["spec", "updateStrategy", "type"]]?.stringValue ?? "RollingUpdate") == "RollingUpdate"
-        let partition = rolling ? Obj.int(sts[path: ["spec", "updateStrategy", "rollingUpdate", "partition"]], default: 0) : Int.max
+        let partition = rolling ? ObjectFields.int(sts[path: ["spec", "updateStrategy", "rollingUpdate", "partition"]], default: 0) : Int.max
 
         // The pods this set controls, by ordinal (adopting orphans with its ordinal names).
         var byOrdinal: [Int: JSONValue] = [:]
         for var pod in try store.list(.pods, namespace: namespace).items {
             guard let ord = Self.ordinal(pod.name, of: name) else { continue }
-            let owner = Obj.controllerUID(pod)
-            if owner == nil, Obj.selector(sts[path: ["spec", "selector"]])?.matches(pod.labels) == true {
-                pod[path: ["metadata", "ownerReferences"]] = .array((pod[path: ["metadata", "ownerReferences"]]?.arrayValue ?? []) + [Obj.ownerReference(sts)])
+            let owner = ObjectFields.controllerUID(pod)
+            if owner == nil, ObjectFields.selector(sts[path: ["spec", "selector"]])?.matches(pod.labels) == true {
+                pod[path: ["metadata", "ownerReferences"]] = .array((pod[path: ["metadata", "ownerReferences"]]?.arrayValue ?? []) + [ObjectFields.ownerReference(sts)])
                 pod = try store.update(.pods, pod)
             } else if owner != sts.uid {
                 continue
@@ -50,7 +50,7 @@ final class StatefulSetController: Controller {
             byOrdinal[ord] = pod
         }
 
-        func revision(_ pod: JSONValue) -> String { pod.labels[Obj.revisionHashLabel] ?? "" }
+        func revision(_ pod: JSONValue) -> String { pod.labels[ObjectFields.revisionHashLabel] ?? "" }
 
         /// The template of a revision: the set's own for the update revision, else one
         /// read back from a pod still at that revision.
@@ -59,8 +59,8 @@ final class StatefulSetController: Controller {
             guard let p = byOrdinal.values.first(where: { revision($0) == rev }) else { return template }
             var t: JSONValue = .object(["metadata": .object([:]), "spec": p["spec"] ?? .object([:])])
             var labels = p.labels
-            for k in [Obj.revisionHashLabel, Self.podNameLabel, Self.podIndexLabel] { labels[k] = nil }
-            t[path: ["metadata", "labels"]] = Obj.json(labels)
+            for k in [ObjectFields.revisionHashLabel, Self.podNameLabel, Self.podIndexLabel] { labels[k] = nil }
+            t[path: ["metadata", "labels"]] = ObjectFields.json(labels)
             t[path: ["metadata", "annotations"]] = p[path: ["metadata", "annotations"]]
             for k in ["nodeName", "hostname", "subdomain"] { t[path: ["spec", k]] = nil }
             return t
@@ -74,14 +74,21 @@ final class StatefulSetController: Controller {
             let rev = rolling && ord < partition ? currentRevision : updateRevision
             let t = templateFor(rev)
             var labels = t[path: ["metadata", "labels"]]?.stringMap ?? [:]
-            labels[Obj.revisionHashLabel] = rev
+            labels[ObjectFields.revisionHashLabel] = rev
             labels[Self.podNameLabel] = podName
             labels[Self.podIndexLabel] = String(ord)
             var meta: JSONValue = .object(["name": .string(podName), "namespace": .string(namespace)])
-            meta["labels"] = Obj.json(labels)
+            meta["labels"] = ObjectFields.json(labels)
             meta["annotations"] = t[path: ["metadata", "annotations"]]
-            meta["ownerReferences"] = .array([Obj.ownerReference(sts)])
+            meta["ownerReferences"] = .array([ObjectFields.ownerReference(sts)])
             var spec = t["spec"] ?? .object([:])
+            try claims(for: podName, ordinal: ord)
+            var volumes = spec["volumes"]?.arrayValue ?? []
+            for c in sts[path: ["spec", "volumeClaimTemplates"]]?.arrayValue ?? [] where !volumes.contains(where: { $0["name"] == c[path: ["metadata", "name"]] }) {
+                volumes.append(.object(["name": c[path: ["metadata", "name"]] ?? .string(""),
+                                        "persistentVolumeClaim": .object(["claimName": .string("\(c.name)-\(podName)")])]))
+            }
+            if !volumes.isEmpty { spec["volumes"] = .array(volumes) }
             spec["hostname"] = .string(podName)
             if let svc = sts[path: ["spec", "serviceName"]]?.stringValue, !svc.isEmpty { spec["subdomain"] = .string(svc) }
             do {
@@ -90,6 +97,29 @@ final class StatefulSetController: Controller {
                 m.event(sts, "Normal", "SuccessfulCreate", "create Pod \(podName) in StatefulSet \(name) successful", component: Self.component)
             } catch let e as StoreError where e.reason == .alreadyExists {
                 return
+            }
+        }
+
+        /// One PersistentVolumeClaim per volumeClaimTemplate and ordinal (`<claim>-<pod>`), made
+        /// before the pod and kept after it (Kubernetes' default retention), shown Bound: the
+        /// node agent gives claims local storage.
+        func claims(for podName: String, ordinal: Int) throws {
+            for c in sts[path: ["spec", "volumeClaimTemplates"]]?.arrayValue ?? [] {
+                let claimName = "\(c.name)-\(podName)"
+                if (try? store.get(.persistentVolumeClaims, namespace: namespace, name: claimName)) != nil { continue }
+                var labels = c[path: ["metadata", "labels"]]?.stringMap ?? [:]
+                for (k, v) in sts[path: ["spec", "selector", "matchLabels"]]?.stringMap ?? [:] { labels[k] = v }
+                let pvc: JSONValue = .object([
+                    "metadata": .object(["name": .string(claimName), "namespace": .string(namespace), "labels": ObjectFields.json(labels)]),
+                    "spec": c["spec"] ?? .object([:]),
+                ])
+                var created = try store.create(.persistentVolumeClaims, pvc)
+                var status: JSONValue = .object(["phase": .string("Bound")])
+                status["accessModes"] = c[path: ["spec", "accessModes"]]
+                if let size = c[path: ["spec", "resources", "requests", "storage"]] { status["capacity"] = .object(["storage": size]) }
+                created["status"] = status
+                try store.updateStatus(.persistentVolumeClaims, created)
+                m.event(sts, "Normal", "SuccessfulCreate", "create Claim \(claimName) Pod \(podName) in StatefulSet \(name) success", component: Self.component)
             }
         }
 
@@ -102,8 +132,8 @@ final class StatefulSetController: Controller {
         var waiting = false
         // Create or replace the pods 0..N-1, in order unless Parallel.
         for ord in 0..<replicas {
-            if let pod = byOrdinal[ord], Obj.isTerminal(pod) {
-                delete(pod, " (pod \(Obj.phase(pod)))")
+            if let pod = byOrdinal[ord], ObjectFields.isTerminal(pod) {
+                delete(pod, " (pod \(ObjectFields.phase(pod)))")
             }
             if byOrdinal[ord] == nil {
                 try create(ord)
@@ -144,16 +174,16 @@ final class StatefulSetController: Controller {
     private func writeStatus(_ sts: JSONValue, _ pods: [Int: JSONValue], currentRevision: String, updateRevision: String, replicas: Int) throws {
         guard let fresh = try? store.get(.statefulSets, namespace: sts.namespace, name: sts.name) else { return }
         let list = Array(pods.values)
-        let updated = list.filter { $0.labels[Obj.revisionHashLabel] == updateRevision }.count
+        let updated = list.filter { $0.labels[ObjectFields.revisionHashLabel] == updateRevision }.count
         var current = currentRevision
-        var currentCount = list.filter { $0.labels[Obj.revisionHashLabel] == currentRevision }.count
+        var currentCount = list.filter { $0.labels[ObjectFields.revisionHashLabel] == currentRevision }.count
         // Every pod at the update revision: it becomes the current one.
         if updated == replicas && list.count == replicas { current = updateRevision; currentCount = updated }
         var status = fresh["status"] ?? .object([:])
         status["observedGeneration"] = fresh[path: ["metadata", "generation"]] ?? .int(1)
         status["replicas"] = .int(list.count)
-        status["readyReplicas"] = .int(list.filter(Obj.isReady).count)
-        status["availableReplicas"] = .int(list.filter(Obj.isReady).count)
+        status["readyReplicas"] = .int(list.filter(ObjectFields.isReady).count)
+        status["availableReplicas"] = .int(list.filter(ObjectFields.isReady).count)
         status["currentReplicas"] = .int(currentCount)
         status["updatedReplicas"] = .int(updated)
         status["currentRevision"] = .string(current)

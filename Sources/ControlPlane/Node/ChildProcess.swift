@@ -113,7 +113,7 @@ enum ChildProcess {
 
     /// True when `pid` exists, is not a zombie, and started at `startTime`.
     static func isAlive(_ pid: pid_t, startTime expected: UInt64) -> Bool {
-        guard let text = readFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return false }
+        guard pid > 0, let text = readFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return false }
         let fields = text[text.index(after: close)...].split(separator: " ")
         guard fields.count > 19, fields[0] != "Z", fields[0] != "X" else { return false }
         return UInt64(fields[19]) == expected

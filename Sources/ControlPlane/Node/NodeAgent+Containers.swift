@@ -20,7 +20,26 @@ extension NodeAgent {
             event(rt, "Warning", "Failed", "Error: \(c.state.waiting!.message!)")
             return
         }
-        let env = environment(for: c, in: rt)
+        let env: [(String, String)]
+        do {
+            env = try environment(for: c, in: rt)
+        } catch {
+            // As the kubelet does, try again later: the ConfigMap or Secret may yet be created.
+            let message = "\(error)"
+            if c.state.waiting?.message != message {
+                log.warning("pod \(rt.id) container \(c.spec.name): \(message)")
+                event(rt, "Warning", "Failed", "Error: \(message)")
+            }
+            c.state = ContainerState(waiting: .init(reason: "CreateContainerConfigError", message: message))
+            c.restartTimer = timers.after(max(configuration.backOffBase, 0.1)) { [weak self, weak rt, weak c] in
+                guard let self, let rt, let c, !rt.terminating else { return }
+                c.restartTimer = nil
+                self.start(c, in: rt)
+                self.saveRecord(rt)
+                self.publish(rt)
+            }
+            return
+        }
         let argv = (command + (c.spec.args ?? [])).map { Self.expand($0, env) }
         let logPath = rt.dir + "/\(c.spec.name).log"
         if c.restartCount > 0 || c.lastState != nil {
@@ -36,6 +55,7 @@ extension NodeAgent {
             log.warning("pod \(rt.id) container \(c.spec.name): \(error)")
             event(rt, "Warning", "Failed", "Error: failed to start container \(c.spec.name): \(error)")
             c.everRan = true
+            c.startedAtMonotonic = portico_now_ns()
             exited(c, in: rt, state: ContainerState(terminated: .init(
                 exitCode: 128, reason: "StartError", message: "\(error)", startedAt: now, finishedAt: now)))
             return
@@ -210,7 +230,7 @@ extension NodeAgent {
 
     /// Kubernetes' order: service variables, then the pod's identity, then the container's
     /// `env` (later names win). PATH starts with the directory of the portico binary.
-    func environment(for c: ContainerRuntime, in rt: PodRuntime) -> [(String, String)] {
+    func environment(for c: ContainerRuntime, in rt: PodRuntime) throws -> [(String, String)] {
         var names: [String] = []
         var values: [String: String] = [:]
         func set(_ k: String, _ v: String) {
@@ -226,15 +246,40 @@ extension NodeAgent {
         set("POD_NAME", rt.id.name)
         set("POD_NAMESPACE", rt.id.namespace)
         set("POD_IP", rt.ip)
+        for source in c.spec.envFrom ?? [] {
+            let (kind, ref) = source.configMapRef.map { ("ConfigMap", $0) } ?? source.secretRef.map { ("Secret", $0) } ?? ("", nil)
+            guard let ref else { continue }
+            guard let data = configData?(rt.id.namespace, kind, ref.name) else {
+                if ref.optional == true { continue }
+                throw ConfigError(message: "\(kind.lowercased()) \"\(ref.name)\" not found")
+            }
+            for k in data.keys.sorted() { set((source.prefix ?? "") + k, data[k]!) }
+        }
         for e in c.spec.env ?? [] {
             if let path = e.valueFrom?.fieldRef?.fieldPath {
                 set(e.name, fieldValue(path, rt) ?? "")
+            } else if let sel = e.valueFrom?.configMapKeyRef ?? e.valueFrom?.secretKeyRef {
+                let kind = e.valueFrom?.configMapKeyRef != nil ? "ConfigMap" : "Secret"
+                guard let data = configData?(rt.id.namespace, kind, sel.name) else {
+                    if sel.optional == true { continue }
+                    throw ConfigError(message: "\(kind.lowercased()) \"\(sel.name)\" not found")
+                }
+                guard let v = data[sel.key] else {
+                    if sel.optional == true { continue }
+                    throw ConfigError(message: "couldn't find key \(sel.key) in \(kind) \(rt.id.namespace)/\(sel.name)")
+                }
+                set(e.name, v)
             } else {
                 // $(VAR) refers to variables defined before this one.
                 set(e.name, Self.expand(e.value ?? "", names.map { ($0, values[$0]!) }))
             }
         }
         return names.map { ($0, values[$0]!) }
+    }
+
+    struct ConfigError: Error, CustomStringConvertible {
+        let message: String
+        var description: String { message }
     }
 
     /// The downward API's `fieldRef.fieldPath` values.
@@ -286,7 +331,8 @@ extension NodeAgent {
 
     func saveRecord(_ rt: PodRuntime) {
         var containers: [String: PodRecord.ContainerRecord] = [:]
-        for c in rt.containers where c.pid > 0 {
+        // Containers without a process are kept too (pid 0): their restartCount carries over.
+        for c in rt.containers {
             containers[c.spec.name] = .init(pid: c.pid, startTicks: c.startTicks,
                                              startedAt: c.state.running?.startedAt ?? "", restartCount: c.restartCount)
         }

@@ -103,7 +103,8 @@ extension NodeAgent {
                   done: @escaping (Bool) -> Void) {
         if let h = probe.httpGet {
             guard let port = resolvePort(h.port, c) else { done(false); return }
-            ProbeAttempt.connect(host: h.host ?? rt.ip, port: port, path: h.path ?? "/", loop: loop, timers: timers,
+            ProbeAttempt.connect(host: h.host ?? rt.ip, port: port, path: h.path ?? "/", headers: h.httpHeaders ?? [],
+                                 loop: loop, timers: timers,
                                  timeout: timeout, done: done)
         } else if let t = probe.tcpSocket {
             guard let port = resolvePort(t.port, c) else { done(false); return }
@@ -127,8 +128,8 @@ extension NodeAgent {
     /// Spawns the command with the container's environment; success is exit 0 before the timeout.
     private func execProbe(_ cmd: [String], timeout: Double, _ c: ContainerRuntime, _ rt: PodRuntime,
                            _ done: @escaping (Bool) -> Void) {
-        let env = environment(for: c, in: rt)
-        guard let pid = try? ChildProcess.spawn(argv: cmd.map { Self.expand($0, env) }, environment: env.map { "\($0.0)=\($0.1)" },
+        guard let env = try? environment(for: c, in: rt),
+              let pid = try? ChildProcess.spawn(argv: cmd.map { Self.expand($0, env) }, environment: env.map { "\($0.0)=\($0.1)" },
                                                 workingDir: c.spec.workingDir, logPath: "/dev/null") else {
             done(false); return
         }

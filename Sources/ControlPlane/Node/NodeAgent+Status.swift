@@ -4,9 +4,12 @@ import Objects
 extension NodeAgent {
     func computeStatus(_ rt: PodRuntime) -> PodStatus {
         let statuses = rt.containers.map { c in
-            ContainerStatus(name: c.spec.name, ready: c.ready && c.pid > 0, started: c.pid > 0 && c.started,
-                            restartCount: c.restartCount, state: c.state, lastState: c.lastState,
-                            image: c.spec.image)
+            var s = ContainerStatus(name: c.spec.name, ready: c.ready && c.pid > 0, started: c.pid > 0 && c.started,
+                                    restartCount: c.restartCount, state: c.state, lastState: c.lastState,
+                                    image: c.spec.image)
+            // kubectl shows `<runtime>://<id>`; here the id is the process.
+            if c.pid > 0 { s.containerID = "portico://\(c.pid)" }
+            return s
         }
         let phase = Self.phase(rt)
         let done = phase == "Succeeded" || phase == "Failed"

@@ -59,6 +59,9 @@ public final class NodeAgent {
     public var onStatusChange: ((PodIdentity, PodStatus) -> Void)?
     /// Called before a pod's processes are signalled, so it can leave its Endpoints first.
     public var beforeTerminate: ((PodIdentity) -> Void)?
+    /// The data of a ConfigMap or Secret (`kind`) in a namespace, nil if there is none; Secret
+    /// values already decoded from base64. Used for `envFrom` and `configMapKeyRef`/`secretKeyRef`.
+    public var configData: ((_ namespace: String, _ kind: String, _ name: String) -> [String: String]?)?
     /// Called for each event the agent records about a pod.
     public var onEvent: ((PodIdentity, PodEvent) -> Void)?
     /// Extra variables for a pod (the Service `<SVC>_SERVICE_HOST/_PORT` set), asked at each
@@ -106,7 +109,7 @@ public final class NodeAgent {
     /// owned by a StatefulSet) keeps the same IP across pods with that key.
     public func run(_ pod: Pod, stableKey: String? = nil, environment: [(name: String, value: String)] = []) {
         let id = Self.identity(of: pod)
-        guard pods[id.uid] == nil else { return }
+        guard pods[id.uid] == nil, pod.metadata.deletionTimestamp == nil else { return }
         let dir = podsDirectory + "/\(id.namespace)_\(id.name)_\(id.uid)"
         let spec = pod.spec ?? Pod.Spec(containers: [])
         let previous = recorded.removeValue(forKey: id.uid)
@@ -163,6 +166,7 @@ public final class NodeAgent {
             c.restartTimer = nil
             if c.pid > 0 {
                 signal(c, SIGTERM)
+                c.killTimer?.cancel()
                 c.killTimer = timers.after(grace) { [weak self, weak c] in
                     guard let self, let c, c.pid > 0 else { return }
                     self.log.info("pod \(rt.id) container \(c.spec.name) still running after \(grace)s: SIGKILL")
@@ -195,10 +199,15 @@ public final class NodeAgent {
 
     /// Makes the running set equal `desired`: starts (or adopts) pods not running, terminates
     /// running pods not desired, and kills processes left by an earlier agent for pods no longer
-    /// desired. Idempotent.
+    /// desired. A desired pod with `metadata.deletionTimestamp` is terminated with
+    /// `deletionGracePeriodSeconds`, as the kubelet does before the pod is removed. Idempotent.
     public func reconcile(desired: [Pod]) {
+        for p in desired where p.metadata.deletionTimestamp != nil {
+            stop(podUID: Self.identity(of: p).uid, gracePeriod: p.metadata.deletionGracePeriodSeconds.map(Double.init))
+        }
+        let desired = desired.filter { $0.metadata.deletionTimestamp == nil }
         let wanted = Set(desired.map { Self.identity(of: $0).uid })
-        for rt in Array(pods.values) where !wanted.contains(rt.id.uid) {
+        for rt in Array(pods.values) where !wanted.contains(rt.id.uid) && !rt.terminating {
             stop(podUID: rt.id.uid)
         }
         for (uid, r) in recorded where !wanted.contains(uid) {

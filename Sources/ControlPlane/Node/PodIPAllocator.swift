@@ -20,6 +20,10 @@ final class PodIPAllocator {
         if let data = FileManager.default.contents(atPath: path),
            let s = try? JSONDecoder().decode(State.self, from: data) {
             state = s
+        } else {
+            // A new data directory starts at a random place in the block, so two Portico
+            // instances on one machine (or a test run beside a demo) rarely hand out the same IP.
+            state.next = UInt32.random(in: 1..<(Self.size - 256))
         }
     }
 

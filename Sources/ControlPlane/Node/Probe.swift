@@ -22,14 +22,22 @@ final class ProbeAttempt: Channel {
     }
 
     /// Starts a tcpSocket or httpGet attempt against `host:port`.
-    static func connect(host: String, port: Int, path: String?, loop: EventLoop, timers: AgentTimers,
+    static func connect(host: String, port: Int, path: String?, headers: [Pod.HTTPHeader] = [], loop: EventLoop, timers: AgentTimers,
                         timeout: Double, done: @escaping (Bool) -> Void) {
         guard let address = SocketAddress(ip: host, port: UInt16(clamping: port)),
               let fd = try? Socket.connect(to: address) else { done(false); return }
         let mode: Mode
         if let path {
             let p = path.isEmpty ? "/" : (path.hasPrefix("/") ? path : "/" + path)
-            let req = "GET \(p) HTTP/1.1\r\nHost: \(host):\(port)\r\nUser-Agent: kube-probe/portico\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+            // Kubernetes' defaults, each replaced by an `httpHeaders` entry of the same name.
+            var fields = [("Host", "\(host):\(port)"), ("User-Agent", "kube-probe/portico"), ("Accept", "*/*")]
+            for h in headers {
+                fields.removeAll { $0.0.lowercased() == h.name.lowercased() }
+                fields.append((h.name, h.value))
+            }
+            var req = "GET \(p) HTTP/1.1\r\n"
+            for (name, value) in fields { req += "\(name): \(value)\r\n" }
+            req += "Connection: close\r\n\r\n"
             mode = .http(request: Array(req.utf8))
         } else {
             mode = .tcp

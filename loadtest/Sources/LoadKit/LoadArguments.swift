@@ -14,6 +14,7 @@ public struct LoadArguments {
     public var method = "GET"
     public var bodyFile: String?
     public var newConnection = false
+    public var idle = false
     public var timeout = "5s"
     public var connectTo: String?
     public var insecure = false
@@ -27,6 +28,9 @@ public struct LoadArguments {
         let base = try url.map { try LoadURL(parsing: $0) }
         var specs: [RequestSpec]
         if let path = scenario {
+            guard bodyFile == nil, method.uppercased() == "GET" else {
+                throw UsageError("-m and --body do not apply with --scenario: set method and body per request in the scenario")
+            }
             specs = try Scenario.load(path: path, baseURL: base)
             if !headers.isEmpty {
                 let extra = try headers.map { try Parse.header($0) }
@@ -72,6 +76,7 @@ public struct LoadArguments {
         }
         config.timeoutNanos = try Parse.duration(timeout)
         config.newConnectionPerRequest = newConnection
+        config.holdIdle = idle
         if target.isTLS {
             if let ca = cacert, !FileManager.default.isReadableFile(atPath: ca) {
                 throw UsageError("cannot read --cacert '\(ca)'")

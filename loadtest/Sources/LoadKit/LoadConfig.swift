@@ -16,6 +16,9 @@ public struct LoadConfig {
     public var timeoutNanos: UInt64 = 5_000_000_000
     /// A new connection for every request (`Connection: close` is sent too).
     public var newConnectionPerRequest = false
+    /// Idle mode: each connection sends one request, then stays open and silent until the end
+    /// (to measure a server's memory per idle keep-alive connection).
+    public var holdIdle = false
     /// Show the live progress line (the CLI sets it when stdout is a terminal).
     public var progress = false
     public var tls: TLSOptions? = nil
@@ -36,6 +39,11 @@ public struct LoadConfig {
         guard (durationNanos > 0) != (totalRequests > 0) else { throw UsageError("give exactly one of -d DURATION or -n REQUESTS") }
         guard timeoutNanos > 0 else { throw UsageError("--timeout must be positive") }
         guard rate >= 0, rate.isFinite else { throw UsageError("-R must be positive") }
+        if holdIdle {
+            guard durationNanos > 0, rate == 0, !newConnectionPerRequest else {
+                throw UsageError("--idle needs -d, and goes with neither -n, -R nor --new-connection")
+            }
+        }
         let tlsSet = Set(requests.map { $0.url.isTLS })
         guard tlsSet.count == 1 else { throw UsageError("mixing http and https requests in one run is not supported") }
     }

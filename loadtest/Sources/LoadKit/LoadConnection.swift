@@ -35,6 +35,8 @@ final class LoadConnection {
     var state: State = .idle
     var canRead = false
     var canWrite = false
+    /// The peer's FIN (or an error) was signalled: read until EOF, whatever the read sizes.
+    var peerClosed = false
 
     let inBuf = Buffer(capacity: 16384)
     var parser = ResponseParser()
@@ -49,6 +51,8 @@ final class LoadConnection {
     /// Latency origin of the request in flight: its intended send time in an open loop (so a
     /// stall counts against every request it delays), the actual start otherwise.
     var startNanos: UInt64 = 0
+    /// Idle mode: this connection has had its response.
+    var answered = false
     /// Open loop: when the next request is due.
     var nextIntended: UInt64 = 0
 
@@ -65,6 +69,10 @@ final class LoadConnection {
     /// Starts the next request now, or waits for its scheduled time, or ends this connection when
     /// the run's quota is used up.
     func startNext() {
+        if worker.holdIdle && answered {
+            state = .idle  // idle mode: one answered request, then hold the connection
+            return
+        }
         if worker.interval > 0 && !worker.stopping {
             if nextIntended > portico_now_ns() {
                 state = .waiting
@@ -80,7 +88,7 @@ final class LoadConnection {
             }
             return
         }
-        let t = worker.templates[worker.picker.next()]
+        let t = worker.entries[worker.picker.next()]
         request = t.bytes
         requestMethod = t.method
         written = 0
@@ -126,6 +134,7 @@ final class LoadConnection {
 
     func socketEvent(_ events: UInt32) {
         if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { canRead = true }
+        if events & (EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { peerClosed = true }
         if events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { canWrite = true }
         switch state {
         case .connecting:
@@ -173,7 +182,8 @@ final class LoadConnection {
         guard let s = socket else { return }
         while written < request.count {
             let rest = UnsafeRawBufferPointer(rebasing: request[written...])
-            let r = tls == nil ? Socket.write(s.fd, rest) : tls!.write(rest)
+            let r: IOResult
+            if let t = tls { r = t.write(rest) } else { r = Socket.write(s.fd, rest) }
             switch r {
             case .bytes(let n):
                 written &+= n
@@ -197,13 +207,13 @@ final class LoadConnection {
         while true {
             if inBuf.writableCount < 4096 { inBuf.reserve(4096) }
             let space = inBuf.writableCount
-            let r = tls == nil ? Socket.read(s.fd, into: inBuf, minSpace: 4096) : tls!.read(into: inBuf, minSpace: 4096)
-            switch r {
+            switch receive(s.fd) {
             case .bytes(let n):
                 worker.add(Counter.bytesRead, UInt64(n))
                 // Edge-triggered: a short read drained the socket, so new bytes bring a new event
-                // (saves the read that would only say EAGAIN). OpenSSL may hold more: read on.
-                if n < space && tls == nil { canRead = false }
+                // (saves the read that would only say EAGAIN). Not so for a FIN that came with
+                // the same event (it brings no new one), nor for bytes OpenSSL holds: read on.
+                if n < space && tls == nil && !peerClosed { canRead = false }
                 if process() { return }
                 if !canRead { return }
             case .wouldBlock:
@@ -218,6 +228,12 @@ final class LoadConnection {
                 return
             }
         }
+    }
+
+    @inline(__always)
+    func receive(_ fd: Int32) -> IOResult {
+        if let t = tls { return t.read(into: inBuf, minSpace: 4096) }
+        return Socket.read(fd, into: inBuf, minSpace: 4096)
     }
 
     /// Parses what has arrived; true when this response ended (complete or failed).
@@ -280,6 +296,7 @@ final class LoadConnection {
         let latency = portico_now_ns() &- startNanos
         worker.record(latency: latency)
         worker.count(status: head.status)
+        answered = true
         let keep = head.keepAlive && !head.upgrade && phase != .untilClose && inBuf.isEmpty
             && !worker.newConnectionPerRequest
         resetResponse()
@@ -312,8 +329,7 @@ final class LoadConnection {
     /// timeout); reconnect when the next request is due.
     func checkIdle() {
         guard let s = socket else { return }
-        let r = tls == nil ? Socket.read(s.fd, into: inBuf, minSpace: 4096) : tls!.read(into: inBuf, minSpace: 4096)
-        if r == .wouldBlock { canRead = false; return }
+        if receive(s.fd) == .wouldBlock { canRead = false; return }
         closeSocket()
     }
 
@@ -331,6 +347,7 @@ final class LoadConnection {
         tls = nil
         canRead = false
         canWrite = false
+        peerClosed = false
         inBuf.clear()
     }
 

@@ -10,6 +10,8 @@ public struct LoadResult {
     public var responses: UInt64
     public var bytesRead: UInt64
     public var connectionsOpened: UInt64
+    /// Idle mode: connections still open when the run ended (nil otherwise).
+    public var idleOpenAtEnd: UInt64?
     public var elapsedSeconds: Double
     public var connections: Int
     public var threads: Int
@@ -33,7 +35,7 @@ public struct LoadResult {
                                   numberOfSignificantValueDigits: .three)
         var statuses: [Int: UInt64] = [:]
         var errors: [ErrorKind: UInt64] = [:]
-        var responses: UInt64 = 0, bytes: UInt64 = 0, conns: UInt64 = 0
+        var responses: UInt64 = 0, bytes: UInt64 = 0, conns: UInt64 = 0, openAtEnd: UInt64 = 0
         var finish: UInt64 = start
         for w in workers {
             h.add(w.histogram)
@@ -45,6 +47,7 @@ public struct LoadResult {
             responses += w.load(Counter.responses)
             bytes += w.load(Counter.bytesRead)
             conns += w.load(Counter.connections)
+            openAtEnd += w.load(Counter.openAtEnd)
             finish = max(finish, w.finishNanos)
         }
         histogram = h
@@ -53,6 +56,7 @@ public struct LoadResult {
         self.responses = responses
         bytesRead = bytes
         connectionsOpened = conns
+        idleOpenAtEnd = config.holdIdle ? openAtEnd : nil
         elapsedSeconds = Double(finish &- start) / 1e9
         connections = config.connections
         threads = config.threads
@@ -116,6 +120,7 @@ extension LoadResult {
         s += "  \(responses) responses in \(String(format: "%.2f", elapsedSeconds))s, \(LoadResult.formatBytes(Double(bytesRead))) read, \(connectionsOpened) connection(s) opened\n"
         let codes = statuses.keys.sorted().map { "\($0): \(statuses[$0]!)" }.joined(separator: ", ")
         s += "  Status codes: \(codes.isEmpty ? "none" : codes)\n"
+        if let idle = idleOpenAtEnd { s += "  Idle connections held open at the end: \(idle) of \(connections)\n" }
         if errorCount > 0 {
             let kinds = ErrorKind.allCases.compactMap { k in errors[k].map { "\(k.name) \($0)" } }.joined(separator: ", ")
             s += "  Errors: \(errorCount) (\(kinds))\n"
@@ -139,7 +144,7 @@ extension LoadResult {
         for k in ErrorKind.allCases { errs[k.name] = errors[k] ?? 0 }
         var status: [String: Any] = [:]
         for (k, v) in statuses { status[String(k)] = v }
-        let obj: [String: Any] = [
+        var obj: [String: Any] = [
             "target": target,
             "threads": threads,
             "connections": connections,
@@ -156,6 +161,7 @@ extension LoadResult {
             "errors": errs,
             "warnings": warnings,
         ]
+        if let idle = idleOpenAtEnd { obj["idle_connections_open"] = idle }
         let data = try! JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self) + "\n"
     }

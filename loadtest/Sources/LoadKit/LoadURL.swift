@@ -11,6 +11,13 @@ public struct UsageError: Error, CustomStringConvertible, Equatable {
     public var description: String { message }
 }
 
+/// The target cannot be reached: its name does not resolve (the CLI exits with 3).
+public struct UnreachableError: Error, CustomStringConvertible, Equatable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
 /// An `http://` or `https://` URL split into the parts a request needs.
 public struct LoadURL: Equatable, Sendable {
     public var isTLS: Bool
@@ -95,7 +102,7 @@ public struct LoadURL: Equatable, Sendable {
         var list: UnsafeMutablePointer<addrinfo>? = nil
         let rc = getaddrinfo(host, String(port), &hints, &list)
         guard rc == 0, let first = list else {
-            throw UsageError("cannot resolve '\(host)': \(String(cString: gai_strerror(rc)))")
+            throw UnreachableError("cannot resolve '\(host)': \(String(cString: gai_strerror(rc)))")
         }
         defer { freeaddrinfo(list) }
         var found: SocketAddress? = nil
@@ -107,7 +114,7 @@ public struct LoadURL: Equatable, Sendable {
             }
             p = ai.pointee.ai_next
         }
-        guard let a = found else { throw UsageError("cannot resolve '\(host)': no address") }
+        guard let a = found else { throw UnreachableError("cannot resolve '\(host)': no address") }
         return a
     }
 }

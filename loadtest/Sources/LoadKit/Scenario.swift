@@ -47,7 +47,10 @@ public struct Scenario {
     public static func parse(_ text: String, name: String = "scenario", baseURL: LoadURL?, directory: String = ".") throws -> [RequestSpec] {
         let file: File
         do {
+            try checkKeys(text, name: name)
             file = try YAMLDecoder().decode(File.self, from: text)
+        } catch let e as UsageError {
+            throw e
         } catch let e as DecodingError {
             throw UsageError("scenario '\(name)': \(describe(e))")
         } catch {
@@ -90,6 +93,25 @@ public struct Scenario {
                                      headers: headers, body: body, weight: weight))
         }
         return specs
+    }
+
+    static let fileKeys: Set<String> = ["target", "requests"]
+    static let entryKeys: Set<String> = ["name", "method", "url", "path", "host", "headers", "body", "body_file", "weight"]
+
+    /// Unknown keys are errors naming the key (a misspelt `wieght:` must not silently become 1).
+    static func checkKeys(_ text: String, name: String) throws {
+        guard let root = try Yams.load(yaml: text) else { throw UsageError("scenario '\(name)': empty file") }
+        guard let top = root as? [String: Any] else { throw UsageError("scenario '\(name)': expected a mapping with 'requests:'") }
+        for k in top.keys where !fileKeys.contains(k) {
+            throw UsageError("scenario '\(name)': unknown key '\(k)' (expected \(fileKeys.sorted().joined(separator: ", ")))")
+        }
+        guard let list = top["requests"] as? [Any] else { return }
+        for (i, item) in list.enumerated() {
+            guard let entry = item as? [String: Any] else { throw UsageError("scenario '\(name)' request \(i + 1): expected a mapping") }
+            for k in entry.keys where !entryKeys.contains(k) {
+                throw UsageError("scenario '\(name)' request \(i + 1): unknown key '\(k)' (expected \(entryKeys.sorted().joined(separator: ", ")))")
+            }
+        }
     }
 
     static func describe(_ e: DecodingError) -> String {

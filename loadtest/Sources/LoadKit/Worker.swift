@@ -1,4 +1,5 @@
 import CSystem
+import HTTP1
 import Histogram
 import Reactor
 #if canImport(Glibc)
@@ -29,6 +30,12 @@ public enum ErrorKind: Int, CaseIterable, Sendable {
     }
 }
 
+/// A prebuilt request as the hot path sees it: plain values, no reference to retain.
+struct RequestEntry {
+    let bytes: UnsafeRawBufferPointer
+    let method: HTTPMethod
+}
+
 /// Slots of a worker's counter block: written by the worker thread only, read by the main thread
 /// for the progress line with relaxed loads (no lock, no atomic read-modify-write).
 enum Counter {
@@ -37,6 +44,7 @@ enum Counter {
     static let errors = 2
     static let p99 = 3
     static let connections = 4
+    static let openAtEnd = 5
     static let errorBase = 8  // + ErrorKind.rawValue
     static let count = 16
 }
@@ -46,7 +54,9 @@ enum Counter {
 final class Worker {
     let loop = EventLoop()
     let address: SocketAddress
+    /// Keeps the request bytes alive; connections use `entries` (no reference counting per request).
     let templates: [RequestTemplate]
+    let entries: ContiguousArray<RequestEntry>
     var picker: WeightedPicker
     /// Latencies in ns.
     var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: Worker.highestLatency,
@@ -68,6 +78,7 @@ final class Worker {
     /// Open loop: ns between two requests of one connection; 0 in a closed loop.
     let interval: UInt64
     let newConnectionPerRequest: Bool
+    let holdIdle: Bool
     let tls: TLSClient?
 
     /// `firstIndex`: the global index of this worker's first connection (staggers open-loop starts).
@@ -75,9 +86,11 @@ final class Worker {
          start: UInt64, seed: UInt64, tls: TLSClient?) {
         address = config.address
         self.templates = templates
+        entries = ContiguousArray(templates.map { RequestEntry(bytes: $0.bytes, method: $0.method) })
         picker = WeightedPicker(weights: templates.map { $0.weight }, seed: seed)
         self.quota = quota
         newConnectionPerRequest = config.newConnectionPerRequest
+        holdIdle = config.holdIdle
         self.tls = tls
         counters.initialize(repeating: 0, count: Counter.count)
         statuses.initialize(repeating: 0, count: 600)
@@ -117,6 +130,9 @@ final class Worker {
         guard !stopping else { return }
         stopping = true
         finishNanos = portico_now_ns()
+        var open: UInt64 = 0
+        for s in slots where s.socket != nil && (s.state == .idle || s.state == .reading || s.state == .writing) { open += 1 }
+        portico_counter_set(counters + Counter.openAtEnd, open)
         for s in slots { s.shutdown() }
         loop.stop()
     }

@@ -14,14 +14,15 @@ struct PorticoLoad: ParsableCommand {
 
         Examples:
           portico-load -t1 -c64 -d5s http://127.0.0.1:8080/
-          portico-load -c50 -R2000 -d30s --hist-out lat.txt --svg lat.svg http://127.0.0.1:8080/
-          portico-load --scenario loadtest/scenarios/mixed.yaml -d10s --connect-to 127.0.0.1:8090
+          portico-load -c50 -R2000 -d30s --svg lat.svg http://127.0.0.1:8080/
+          portico-load --scenario mixed.yaml --connect-to 127.0.0.1:8090 -d10s
 
         Exit status:
           0  the run completed with errors at or below --max-errors percent of attempts
           1  the run completed but errors exceeded --max-errors (or no response at all)
           2  usage error: bad flag, URL, header, scenario or file
-          3  the target was unreachable before the run started
+          3  the target was unreachable before the run: its name does not resolve,
+             or a test connect failed
         """)
 
     @Argument(help: "Target URL, http://HOST[:PORT]/PATH (with --scenario: the base for entries that give only a path).")
@@ -53,6 +54,9 @@ struct PorticoLoad: ParsableCommand {
 
     @Flag(help: "Open a new connection for every request (sends Connection: close).")
     var newConnection = false
+
+    @Flag(help: "Idle mode: each connection sends one request, then stays open and silent until -d ends (a server's memory per idle connection).")
+    var idle = false
 
     @Option(help: "A request with no complete response after this long counts as a timeout.")
     var timeout = "5s"
@@ -93,6 +97,7 @@ struct PorticoLoad: ParsableCommand {
         a.method = method
         a.bodyFile = body
         a.newConnection = newConnection
+        a.idle = idle
         a.timeout = timeout
         a.connectTo = connectTo
         a.insecure = insecure
@@ -140,6 +145,8 @@ do {
     config = try args.makeConfig()
 } catch let e as UsageError {
     fail(e.message, 2)
+} catch let e as UnreachableError {
+    fail(e.message, 3)
 } catch {
     fail("\(error)", 2)
 }

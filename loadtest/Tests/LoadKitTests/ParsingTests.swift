@@ -61,6 +61,13 @@ final class ParsingTests: XCTestCase {
         check("give a URL") { $0.url = nil }
         check("bad --connect-to") { $0.connectTo = "nowhere" }
         check("bad URL") { $0.url = "localhost:8080" }
+        check("do not apply with --scenario") { $0.scenario = "/nonexistent/s.yaml"; $0.method = "POST" }
+    }
+
+    func testUnresolvableHostIsUnreachable() {
+        var a = LoadArguments()
+        a.url = "http://no-such-host.invalid/"
+        XCTAssertThrowsError(try a.makeConfig()) { XCTAssertTrue($0 is UnreachableError, "\($0)") }
     }
 
     func testDefaultsAndConnectTo() throws {
@@ -125,6 +132,9 @@ final class ParsingTests: XCTestCase {
         check("requests:\n  - { url: 'ftp://h/' }", "bad URL")
         check("requests: [ {", "scenario 's.yaml'")
         check("target: http://h\nrequests:\n  - { path: /, weight: lots }", "wrong type")
+        check("target: http://h\nrequests:\n  - { path: /, wieght: 3 }", "request 1: unknown key 'wieght'")
+        check("target: http://h\nrequest:\n  - { path: / }", "unknown key 'request'")
+        check("- a\n- b", "expected a mapping")
     }
 
     func testWeightedPickerFollowsWeights() {

@@ -15,6 +15,8 @@ final class TestServer {
         case reset
         /// Answers bytes that are not HTTP.
         case garbage
+        /// Answers exactly these bytes to every request, closing afterwards when `close`.
+        case custom(String, close: Bool)
     }
 
     let mode: Mode
@@ -112,6 +114,8 @@ final class TestServer {
                 return
             case .garbage:
                 _ = writeAll(fd, Array("SSH-2.0-OpenSSH\r\n\r\n".utf8))
+            case .custom(let bytes, let close):
+                if !writeAll(fd, Array(bytes.utf8)) || close { return }
             }
         }
     }

@@ -1,0 +1,1 @@
+// placeholder: the control plane lands here
