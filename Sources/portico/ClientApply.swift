@@ -15,8 +15,15 @@ struct ManifestObject {
 /// (strict decoding and the same rules the API server applies) plus the workload checks below,
 /// and any problem is reported with its file, object and field before anything is sent.
 enum ClientManifests {
+    /// `-` reads standard input.
     static func load(_ paths: [String]) throws -> [ManifestObject] {
-        let loaded = ManifestLoader.load(paths: paths)
+        var loaded = ManifestLoader.load(paths: paths.filter { $0 != "-" })
+        if paths.contains("-") {
+            let text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            let fromStdin = ManifestLoader.load(yaml: text, file: "<stdin>")
+            loaded.objects += fromStdin.objects
+            loaded.problems += fromStdin.problems
+        }
         var problems = loaded.problems
         var objects: [ManifestObject] = []
         for l in loaded.objects {
@@ -118,7 +125,7 @@ struct Apply: ParsableCommand {
 
     @OptionGroup var options: ClientOptions
 
-    @Option(name: [.customShort("f"), .customLong("filename")], help: "A manifest file or folder (repeatable).")
+    @Option(name: [.customShort("f"), .customLong("filename")], help: "A manifest file or folder (repeatable; - reads standard input).")
     var files: [String] = []
 
     func run() throws {

@@ -15,7 +15,8 @@ struct CLIRun {
 }
 
 /// Runs `portico args...` (or `executable`) with a deadline and an environment without PORTICO_SERVER.
-func runCLI(_ args: [String], timeout: TimeInterval = 30, env: [String: String] = [:], executable: String = Binary.path) throws -> CLIRun {
+func runCLI(_ args: [String], timeout: TimeInterval = 30, env: [String: String] = [:], executable: String = Binary.path,
+            stdin: String? = nil) throws -> CLIRun {
     try Binary.require()
     let dir = try TempDir("portico-cli-run")
     defer { dir.remove() }
@@ -29,7 +30,13 @@ func runCLI(_ args: [String], timeout: TimeInterval = 30, env: [String: String] 
     environment["PORTICO_SERVER"] = nil
     for (k, v) in env { environment[k] = v }
     p.environment = environment
-    p.standardInput = FileHandle.nullDevice
+    if let stdin {
+        let input = dir.file("in")
+        try stdin.write(toFile: input, atomically: false, encoding: .utf8)
+        p.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: input))
+    } else {
+        p.standardInput = FileHandle.nullDevice
+    }
     p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
     p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
     try p.run()
@@ -267,6 +274,9 @@ final class CLITests: XCTestCase {
         let s = try runCLI(["apply", "-f", yaml, "--server", api.url])
         XCTAssertEqual(s.status, 1)
         XCTAssertTrue(s.stderr.contains("\(yaml) (document 1): line"), s.stderr)
+
+        let piped = try runCLI(["apply", "-f", "-", "--server", api.url], stdin: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndta: {a: b}\n")
+        XCTAssertTrue(piped.stderr.contains("error: <stdin> (document 1, ConfigMap default/c): dta: unknown field \"dta\""), piped.stderr)
 
         let missing = try runCLI(["apply", "-f", dir.file("nope.yaml"), "--server", api.url])
         XCTAssertTrue(missing.stderr.contains("nope.yaml: no such file or directory"), missing.stderr)
