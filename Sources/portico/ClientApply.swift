@@ -27,7 +27,11 @@ enum ClientManifests {
         var problems = loaded.problems
         var objects: [ManifestObject] = []
         for l in loaded.objects {
-            guard let item = l.raw else { continue }
+            guard let item = l.raw else {
+                problems.append(ManifestProblem(file: l.file, document: l.document, kind: l.object.kind, name: l.object.name,
+                                                message: "cannot be converted to JSON"))
+                continue
+            }
             let apiVersion = l.object.apiVersion, kind = l.object.kind
             guard let type = ResourceType.find(apiVersion: apiVersion, kind: kind) else {
                 problems.append(ManifestProblem(file: l.file, document: l.document, kind: kind, name: item.name, field: "kind",
