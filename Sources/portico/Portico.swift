@@ -12,7 +12,7 @@ struct Portico: ParsableCommand {
         Ingress spec says.
         """,
         version: PorticoVersion.string,
-        subcommands: [Serve.self, Echo.self, Version.self])
+        subcommands: [Serve.self, Echo.self, Version.self, Apply.self, Get.self, Describe.self, Delete.self, Logs.self, Scale.self, Rollout.self])
 }
 
 enum PorticoVersion {
