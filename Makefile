@@ -30,7 +30,9 @@ release:
 fuzz:
 	bash fuzz/run.sh $(FUZZ_SECONDS)
 
-# Side by side with nginx and HAProxy in the same run (needs nginx-light, haproxy, wrk).
+# Side by side with nginx and HAProxy in the same run, loaded by wrk and portico-load (needs
+# nginx-light, haproxy, wrk); see loadtest/bench.sh for its knobs (T, ROUNDS, TLS=1, IDLE=N …).
 bench: release
-	CANDIDATE='$(RELEASE_BIN) serve -f loadtest/bench-routes.yaml --http 127.0.0.1:8090 --workers 1 --access-log off' \
-	  $(ANCHORS) http://127.0.0.1:8090/
+	@bash scripts/install-deps.sh nginx-light haproxy wrk
+	swift build -c release --product portico-load
+	bash loadtest/bench.sh

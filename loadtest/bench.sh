@@ -106,7 +106,7 @@ if "$PORTICO" serve --help 2>&1 | grep -q -- '--https'; then
   fi
 fi
 "$PORTICO" serve -f "$ROUTES" --http 127.0.0.1:8090 $PORTICO_TLS --admin 127.0.0.1:0 --workers "$WORKERS" \
-  --access-log off >"$D/portico.log" 2>&1 &
+  --api 127.0.0.1:0 --data "$D/portico-data" --access-log off >"$D/portico.log" 2>&1 &
 PPID_PORTICO=$!
 
 wait_port() { for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }

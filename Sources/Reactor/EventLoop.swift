@@ -31,6 +31,7 @@ public final class EventLoop {
 
     deinit {
         events.deallocate()
+        if mailbox.fd >= 0 { Glibc.close(mailbox.fd) }
         Glibc.close(epfd)
     }
 

@@ -5,14 +5,16 @@ import ArgumentParser
 struct Portico: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "portico",
-        abstract: "A Kubernetes-shaped ingress proxy for one machine.",
+        abstract: "A Kubernetes-shaped ingress proxy and mini control plane for one machine.",
         discussion: """
-        Write ordinary Kubernetes YAML (Ingress, Service, Endpoints, EndpointSlice), run
-        `portico serve -f DIR`, and Portico routes HTTP to your backends exactly as the Kubernetes
-        Ingress spec says.
+        Write ordinary Kubernetes YAML (Deployments, StatefulSets, Services, Ingresses, Secrets) \
+        and run `portico serve -f DIR`: pods run as local processes with their own 127.1.x.y \
+        addresses, Services get ClusterIPs, and the proxy routes HTTP and HTTPS to them exactly \
+        as the Kubernetes Ingress spec says. `portico apply|get|describe|delete|logs|scale|rollout` \
+        (or kubectl --server http://127.0.0.1:8001) drive the control plane.
         """,
         version: PorticoVersion.string,
-        subcommands: [Serve.self, Echo.self, Version.self])
+        subcommands: [Serve.self, Echo.self, Version.self, Apply.self, Get.self, Describe.self, Delete.self, Logs.self, Scale.self, Rollout.self])
 }
 
 enum PorticoVersion {

@@ -14,12 +14,14 @@ import Glibc
 /// `portico serve`: load Kubernetes manifests and proxy HTTP according to their Ingresses.
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Serve Ingress routes from Kubernetes manifests.",
+        abstract: "Run the control plane and the proxy for Kubernetes manifests.",
         discussion: """
-        Reads Ingress, Service, Endpoints and EndpointSlice objects from the files and folders
-        given with -f, and proxies HTTP/1.1 to the endpoints. A change to any of those files, or
-        SIGHUP, reloads them; an invalid change is reported and the previous routes keep serving.
-        SIGTERM or SIGINT stops accepting, finishes in-flight requests, and exits.
+        Applies the objects in the files and folders given with -f into the store (--data), runs
+        the controllers and pods they describe, serves the Kubernetes API (--api), and proxies
+        HTTP/1.1 and HTTPS per the Ingresses. A change to any of those files, or SIGHUP, applies
+        them again (objects removed from the files are deleted); an invalid change is reported and
+        nothing of it is applied. SIGTERM or SIGINT stops accepting, finishes in-flight requests,
+        stops the pods, and exits.
         """)
 
     @Option(name: .customShort("f"), help: "A manifest file or folder (repeatable).")

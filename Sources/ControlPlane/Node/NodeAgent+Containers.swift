@@ -147,16 +147,25 @@ extension NodeAgent {
         }
         c.lastState = state
         let ranFor = Double(portico_now_ns() &- c.startedAtMonotonic) / 1e9
+        // As kubelet: the first exit (no back-off entry yet, or a container that ran long enough
+        // to reset it) restarts at once; from the second on, the delay starts at the base and
+        // doubles up to the cap (CrashLoopBackOff).
+        let delay: Double
         if c.backOff == 0 || (c.startedAtMonotonic > 0 && ranFor >= configuration.backOffReset) {
             c.backOff = configuration.backOffBase
+            delay = 0
         } else {
+            delay = c.backOff
             c.backOff = min(c.backOff * 2, configuration.backOffMax)
         }
-        let delay = c.backOff
-        c.state = ContainerState(waiting: .init(
-            reason: "CrashLoopBackOff",
-            message: "back-off \(Self.seconds(delay)) restarting failed container=\(c.spec.name) pod=\(rt.id.name)_\(rt.id.namespace)(\(rt.id.uid))"))
-        event(rt, "Warning", "BackOff", "Back-off restarting failed container \(c.spec.name) in pod \(rt.id.name)_\(rt.id.namespace)(\(rt.id.uid))")
+        if delay > 0 {
+            c.state = ContainerState(waiting: .init(
+                reason: "CrashLoopBackOff",
+                message: "back-off \(Self.seconds(delay)) restarting failed container=\(c.spec.name) pod=\(rt.id.name)_\(rt.id.namespace)(\(rt.id.uid))"))
+            event(rt, "Warning", "BackOff", "Back-off restarting failed container \(c.spec.name) in pod \(rt.id.name)_\(rt.id.namespace)(\(rt.id.uid))")
+        } else {
+            c.state = state
+        }
         c.restartTimer = timers.after(delay) { [weak self, weak rt, weak c] in
             guard let self, let rt, let c, !rt.terminating else { return }
             c.restartTimer = nil

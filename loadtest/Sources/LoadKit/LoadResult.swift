@@ -57,7 +57,7 @@ public struct LoadResult {
         bytesRead = bytes
         connectionsOpened = conns
         idleOpenAtEnd = config.holdIdle ? openAtEnd : nil
-        elapsedSeconds = Double(finish &- start) / 1e9
+        elapsedSeconds = finish > start ? Double(finish - start) / 1e9 : 0
         connections = config.connections
         threads = config.threads
         targetRate = config.rate

@@ -28,7 +28,8 @@ public enum LoadRunner {
         let limitWarning = raiseDescriptorLimit(needed: config.connections + 64)
         let tlsClient: TLSClient? = try config.tls.map { try TLSClient($0) }
         let templates = config.requests.map { RequestTemplate($0, closeConnection: config.newConnectionPerRequest) }
-        let start = portico_now_ns() &+ 1_000_000  // a little ahead: open-loop schedules start after setup
+        // Open loop: schedules start a little ahead, after setup; the run is timed from there.
+        let start = portico_now_ns() &+ (config.isOpenLoop ? 1_000_000 : 0)
         var workers: [Worker] = []
         var first = 0
         for t in 0..<config.threads {
