@@ -35,7 +35,15 @@ final class ControlPlaneHost {
                                                 attributes: [.posixPermissions: 0o700])
         store = try Store(directory: dataDirectory + "/store")
         api = try APIServer(store: store, loop: loop, address: apiAddress)
-        agent = try NodeAgent(loop: loop, configuration: NodeAgent.Configuration(dataDirectory: dataDirectory + "/node"))
+        let nodeDirectory = dataDirectory + "/node"
+        agent = try NodeAgent(loop: loop, configuration: NodeAgent.Configuration(dataDirectory: nodeDirectory))
+        api.podLog = { namespace, pod, container, previous in
+            let containers = pod[path: ["spec", "containers"]]?.arrayValue ?? []
+            guard let name = container ?? (containers.count == 1 ? containers[0]["name"]?.stringValue : nil) else { return nil }
+            let id = PodIdentity(namespace: namespace, name: pod.name, uid: pod.uid)
+            let path = NodeAgent.logPath(dataDirectory: nodeDirectory, pod: id, container: name, previous: previous)
+            return FileManager.default.contents(atPath: path).map { Array($0) }
+        }
         debounce = loop.timerQueue(nanos: 20_000_000)
         var options = ControllerOptions()
         options.ingressClass = ingressClass

@@ -15,6 +15,11 @@ public final class APIServer {
     private var server: HTTPServer!
     let log = Log("api")
 
+    /// Reads a pod container's log (`pods/{name}/log`): namespace, pod object, container (nil:
+    /// the only one), previous instance. Nil when the log is not there. Set by the host, which
+    /// knows where the node agent writes logs.
+    public var podLog: ((_ namespace: String, _ pod: JSONValue, _ container: String?, _ previous: Bool) -> [UInt8]?)?
+
     /// The address actually bound (port 0 in `address` picks a free one).
     public var boundAddress: SocketAddress { server.boundAddress }
 
@@ -114,7 +119,8 @@ public final class APIServer {
             if t.namespaced && target.name != nil { throw notFound(r.path) }
         }
         if let s = target.subresource {
-            guard (s == "status" && target.type.hasStatus) || (s == "scale" && target.type.hasScale) else { throw notFound(r.path) }
+            guard (s == "status" && target.type.hasStatus) || (s == "scale" && target.type.hasScale)
+                    || (s == "log" && target.type == .pods) else { throw notFound(r.path) }
         }
         return try serve(r, target, query)
     }
@@ -149,6 +155,21 @@ public final class APIServer {
             }
         }
         switch (r.method, t.subresource) {
+        case ("GET", "log"):
+            let pod = try store.get(.pods, namespace: ns, name: name)
+            let container = nonEmpty(query["container"])
+            let previous = query["previous"] == "true" || query["previous"] == "1"
+            guard let bytes = podLog?(ns, pod, container, previous) else {
+                let what = container.map { "container \"\($0)\" of pod \"\(name)\"" } ?? "pod \"\(name)\""
+                throw StoreError(.badRequest, "\(previous ? "previous terminated " : "")log of \(what) is not available")
+            }
+            var out = bytes
+            if let tail = query["tailLines"].flatMap(Int.init), tail >= 0 {
+                let lines = out.split(separator: 10, omittingEmptySubsequences: false)
+                let kept = lines.suffix(tail + (out.last == 10 ? 1 : 0))
+                out = Array(kept.joined(separator: [10]))
+            }
+            return .now(ServerResponse(status: 200, headers: [("Content-Type", "text/plain")], body: .bytes(out)))
         case ("GET", nil), ("GET", "status"):
             let o = try store.get(t.type, namespace: ns, name: name)
             if t.subresource == nil && APITable.wantsTable(r.header("Accept")) {

@@ -122,9 +122,10 @@ final class DeploymentController: Controller {
             let olds = sets.indices.filter { $0 != newIndex }
             for i in olds where sets[i].replicas > 0 { try scale(i, to: 0, "") }
             let oldPods = olds.map { sets[$0].pods.count }.reduce(0, +)
+            // Old pods leave the store at once, but their processes stop later: any process of an
+            // old ReplicaSet's pod still on the node blocks the new pods, whatever its state.
             let terminating = m.agent.runningPods.contains { id in
-                id.namespace == namespace && (m.agent.pods[id.uid]?.terminating == true || m.pods.draining.contains(id.uid)) &&
-                    olds.contains { id.name.hasPrefix(sets[$0].rs.name + "-") }
+                id.namespace == namespace && olds.contains { id.name.hasPrefix(sets[$0].rs.name + "-") }
             }
             if oldPods == 0 && !terminating {
                 if let i = newIndex { try scale(i, to: replicas, "") } else { newIndex = try createNew(replicas) }

@@ -81,7 +81,10 @@ public struct LabelSelector: Sendable, Equatable {
     }
 }
 
-/// A field selector on `metadata.name` and `metadata.namespace` (`=`, `==`, `!=`).
+/// A field selector (`=`, `==`, `!=`) on `metadata.name`, `metadata.namespace`, and the other
+/// string fields Kubernetes indexes — `involvedObject.name` of Events (what `kubectl describe`
+/// asks for), `spec.nodeName` and `status.phase` of Pods, `type` of Secrets …: any dotted path
+/// to a scalar is accepted, compared as text (a missing field is the empty string).
 public struct FieldSelector: Sendable, Equatable {
     public var requirements: [(field: String, value: String, equal: Bool)]
 
@@ -94,16 +97,29 @@ public struct FieldSelector: Sendable, Equatable {
             if p.contains("!=") { op = "!=" } else if p.contains("==") { op = "==" }
             guard let r = p.range(of: op) else { throw StoreError(.badRequest, "invalid field selector: \"\(p)\"") }
             let field = String(p[..<r.lowerBound]), value = String(p[r.upperBound...])
-            guard field == "metadata.name" || field == "metadata.namespace" else {
-                throw StoreError(.badRequest, "field label not supported: \(field)")
+            let valid = !field.isEmpty && field.split(separator: ".", omittingEmptySubsequences: false).allSatisfy {
+                !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" }
             }
+            guard valid else { throw StoreError(.badRequest, "field label not supported: \(field)") }
             requirements.append((field, value, op != "!="))
         }
     }
 
     public func matches(_ object: JSONValue) -> Bool {
         requirements.allSatisfy { r in
-            let v = r.field == "metadata.name" ? object.name : object.namespace
+            let v: String
+            switch r.field {
+            case "metadata.name": v = object.name
+            case "metadata.namespace": v = object.namespace
+            default:
+                switch object[path: r.field.split(separator: ".").map(String.init)] {
+                case .string(let s)?: v = s
+                case .int(let i)?: v = String(i)
+                case .bool(let b)?: v = String(b)
+                case .double(let d)?: v = String(d)
+                default: v = ""
+                }
+            }
             return (v == r.value) == r.equal
         }
     }
