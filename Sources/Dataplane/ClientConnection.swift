@@ -414,7 +414,8 @@ final class ClientConnection: Channel {
         state.picker.requestStarted(ep)
         upstreamStartNanos = worker.loop.now
         let up: UpstreamConnection
-        if let pooled = state.idle[ep].popLast() {
+        // A backend replaced by a newer RouteTable (a retry after a swap) has no pool any more.
+        if !state.retired, let pooled = state.idle[ep].popLast() {
             pooled.acquire(owner: self)
             up = pooled
             worker.stats.recordUpstreamConnect(reused: true)

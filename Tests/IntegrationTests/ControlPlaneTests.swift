@@ -75,6 +75,9 @@ final class ControlPlaneTests: ControlPlaneTestCase {
             if restartedAt == nil, p.restartCount >= 1 { restartedAt = Date() }
             return p.restartCount >= 1 && p.ready
         }
+        // Keep the load going a little after the restart, so "traffic continues" is measured
+        // over a few seconds whatever the restart took.
+        Thread.sleep(until: max(Date(), killedAt.addingTimeInterval(3)))
         let result = load.stop()
         // kubelet restarts a container the first time it exits without delay; the 10 s back-off
         // (doubling to 5 min) applies from the second exit on (kuberuntime_manager doBackOff:

@@ -82,9 +82,9 @@ public struct LabelSelector: Sendable, Equatable {
 }
 
 /// A field selector (`=`, `==`, `!=`) on `metadata.name`, `metadata.namespace`, and the other
-/// string fields Kubernetes indexes — `involvedObject.name` of Events (what `kubectl describe`
-/// asks for), `spec.nodeName` and `status.phase` of Pods, `type` of Secrets …: any dotted path
-/// to a scalar is accepted, compared as text (a missing field is the empty string).
+/// fields Kubernetes supports (`supported`): `involvedObject.name` of Events (what `kubectl
+/// describe` asks for), `spec.nodeName` and `status.phase` of Pods, `type` of Secrets … Values
+/// compare as text; a missing field is the empty string.
 public struct FieldSelector: Sendable, Equatable {
     public var requirements: [(field: String, value: String, equal: Bool)]
 
@@ -97,13 +97,23 @@ public struct FieldSelector: Sendable, Equatable {
             if p.contains("!=") { op = "!=" } else if p.contains("==") { op = "==" }
             guard let r = p.range(of: op) else { throw StoreError(.badRequest, "invalid field selector: \"\(p)\"") }
             let field = String(p[..<r.lowerBound]), value = String(p[r.upperBound...])
-            let valid = !field.isEmpty && field.split(separator: ".", omittingEmptySubsequences: false).allSatisfy {
-                !$0.isEmpty && $0.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" }
+            guard FieldSelector.supported.contains(field) else {
+                throw StoreError(.badRequest, "field label not supported: \(field)")
             }
-            guard valid else { throw StoreError(.badRequest, "field label not supported: \(field)") }
             requirements.append((field, value, op != "!="))
         }
     }
+
+    /// The field labels Kubernetes supports for the kinds served (metadata for all; Events'
+    /// involvedObject and reason; Pods' node, phase and IP; Secrets' type; Namespaces' phase).
+    public static let supported: Set<String> = [
+        "metadata.name", "metadata.namespace",
+        "involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
+        "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath",
+        "reason", "reportingComponent", "source", "type",
+        "spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
+        "status.phase", "status.podIP", "status.nominatedNodeName",
+    ]
 
     public func matches(_ object: JSONValue) -> Bool {
         requirements.allSatisfy { r in
