@@ -436,8 +436,14 @@ final class ClientConnection: Channel {
             worker.stats.recordUpstreamConnect(reused: false)
         }
         upstream = up
+        // Per-try state: a retry sends the whole request again and reads a fresh response.
+        requestSent = false
         respParser.reset()
         respHeadDone = false
+        respDone = false
+        respForwardable = 0
+        upstreamEOF = false
+        interimCount = 0
         writeRequestHead(into: up.out)
         // The head may already have carried a body that broke a limit: then the exchange is over.
         guard upstream === up else { return }

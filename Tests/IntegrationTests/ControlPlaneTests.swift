@@ -95,7 +95,7 @@ final class ControlPlaneTests: ControlPlaneTestCase {
         XCTAssertNotEqual(procs.first?.pid, proc.pid, "a new process")
         XCTAssertEqual(try k.pods("app=\(n.app)").count, 3, "no pod was replaced")
         XCTAssertGreaterThan(result.sent, 20, "the client kept sending")
-        XCTAssertEqual(result.failures, [], "traffic continues: \(result.failures.count) of \(result.sent) requests failed while the container was down")
+        XCTAssertEqual(result.failures, [], "traffic continues: \(result.failures.count) of \(result.sent) requests failed while the container was down; serve log:\n\(s.process.stderrTail(40))")
         XCTAssertEqual(get(s, host: n.host).status, 200)
         XCTAssertEqual(zombies(of: s), [], "the killed process was reaped")
     }

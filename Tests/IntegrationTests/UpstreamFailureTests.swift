@@ -14,6 +14,9 @@ final class UpstreamFailureTests: XCTestCase {
         let echo = try fx.echo("up")
         let closedPort = try freePort()
         let garbage = try fx.cannedServer(reply: "garbage\r\n\r\n")
+        // Accepts and closes without a byte: a request written to it is cut off before any
+        // response byte (what a pod killed mid-request looks like).
+        let hangup = try fx.cannedServer(reply: "")
         let m = try fx.dir.write("upstreams.yaml", Manifest.join([
             Manifest.service("svc-up", endpoints: [echo.address]),
             Manifest.service("svc-empty", endpoints: []),
@@ -21,12 +24,14 @@ final class UpstreamFailureTests: XCTestCase {
             Manifest.service("svc-garbage", endpoints: ["127.0.0.1:\(garbage.port)"]),
             // One dead endpoint and one live one: retries must hide the dead one.
             Manifest.service("svc-half", endpoints: ["127.0.0.1:\(closedPort)", echo.address]),
+            Manifest.service("svc-hangup", endpoints: ["127.0.0.1:\(hangup.port)", echo.address]),
             Manifest.ingress("failures", rules: [
                 .init(host: "up.test", [.init("/", "Prefix", "svc-up")]),
                 .init(host: "empty.test", [.init("/", "Prefix", "svc-empty")]),
                 .init(host: "down.test", [.init("/", "Prefix", "svc-down")]),
                 .init(host: "garbage.test", [.init("/", "Prefix", "svc-garbage")]),
                 .init(host: "half.test", [.init("/", "Prefix", "svc-half")]),
+                .init(host: "hangup.test", [.init("/", "Prefix", "svc-hangup")]),
             ]),
         ]))
         // Service without an Endpoints object at all.
@@ -103,6 +108,21 @@ final class UpstreamFailureTests: XCTestCase {
         let codes = r.bodyText.split(separator: "\n").map(String.init)
         XCTAssertEqual(codes.count, 20, r.stderr)
         XCTAssertEqual(codes.filter { $0 != "200" }, [], "every GET succeeds on the live endpoint")
+    }
+
+    /// Regression: a retry after the first try had sent the whole request never wrote the
+    /// request again (the exchange still counted it as sent) and hung until the upstream timeout.
+    func testRetryAfterTheRequestWasSentAnswers() throws {
+        let st = try Self.shared.get()
+        let url = st.server.base + "/hangup"
+        var args = ["-H", "Host: hangup.test", "-w", "%{http_code}\n"]
+        for _ in 0..<10 { args += ["-o", "/dev/null", url] }
+        let started = Date()
+        let r = try Curl.run(args, maxTime: 30)
+        let codes = r.bodyText.split(separator: "\n").map(String.init)
+        XCTAssertEqual(codes.count, 10, r.stderr)
+        XCTAssertEqual(codes.filter { $0 != "200" }, [], "each GET cut off by one endpoint is answered by the other")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10, "no retry waited for a timeout")
     }
 
     func testConnectFailureIsLoggedWithTheEndpoint() throws {
