@@ -143,6 +143,7 @@ final class ClientConnection: Channel {
         guard let t = tls else { state = .idle; return true }
         switch t.handshake() {
         case .done:
+            worker.log.debug("\(peerText): TLS \(t.protocolVersion) handshake done, resumed: \(t.isResumed), SNI: \(t.serverName ?? "-")")
             state = .idle
             worker.keepaliveTimer.arm(self)
             return true

@@ -78,6 +78,10 @@ final class TicketKeys {
             let base = k.baseAddress!
             if encrypt { keyName.update(from: base, count: 16) }
             guard portico_ticket_crypto_init(cipher, mac, base + 16, base + 48, iv, encrypt ? 1 : 0) == 1 else { return -1 }
+            // A decrypted ticket is always renewed (2), as nginx does for TLS 1.3: clients use a
+            // TLS 1.3 ticket once, so without a fresh one every other connection (wrk's pattern)
+            // fell back to a full handshake.
+            if !encrypt { return 2 }
             return renew ? 2 : 1
         }
     }

@@ -135,6 +135,16 @@ final class TLSServerTests: XCTestCase {
         XCTAssertEqual(server.served.last?.resumed, true)
     }
 
+    /// Regression: a resumed TLS 1.3 connection got no new ticket, and clients use a TLS 1.3
+    /// ticket once, so every other connection of wrk's pattern was a full handshake.
+    func testResumedTLS13ConnectionGetsAFreshTicket() throws {
+        let file = certs.path("session-\(UUID().uuidString).pem")
+        _ = sClient(port: server.port, ["-servername", "demo.localhost", "-sess_out", file])
+        let resumed = sClient(port: server.port, ["-servername", "demo.localhost", "-sess_in", file, "-msg"])
+        XCTAssertTrue(resumed.contains("Reused, TLSv1.3"), resumed)
+        XCTAssertTrue(resumed.contains("NewSessionTicket"), "a resumed connection is given a new ticket:\n\(resumed)")
+    }
+
     func testSessionResumptionTLS12() throws {
         let file = certs.path("session-\(UUID().uuidString).pem")
         let first = sClient(port: server.port, ["-servername", "api.localhost", "-tls1_2", "-sess_out", file])
