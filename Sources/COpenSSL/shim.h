@@ -33,6 +33,11 @@ static inline int portico_SSL_CTX_set1_groups_list(SSL_CTX *ctx, const char *lis
 static inline long portico_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) {
     return SSL_CTX_set_mode(ctx, mode);
 }
+/// Read-ahead: one read(2) takes a whole record (header and body) and whatever follows, instead
+/// of one read for the 5-byte header and another for the body.
+static inline void portico_SSL_CTX_set_read_ahead(SSL_CTX *ctx, int yes) {
+    SSL_CTX_set_read_ahead(ctx, yes);
+}
 /// SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS.
 static inline long portico_nonblocking_modes(void) {
     return SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS;

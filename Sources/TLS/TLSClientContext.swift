@@ -26,6 +26,8 @@ public final class TLSClientContext: @unchecked Sendable {
         guard SSL_CTX_set_cipher_list(ctx, TLSServerContext.cipherList) == 1 else { throw fail("setting the cipher list") }
         guard portico_SSL_CTX_set1_groups_list(ctx, TLSServerContext.groups) == 1 else { throw fail("setting the groups") }
         portico_SSL_CTX_set_mode(ctx, portico_nonblocking_modes())
+        // strace of an https keep-alive run showed 3.5 read(2) per request without it.
+        portico_SSL_CTX_set_read_ahead(ctx, 1)
         if !alpn.isEmpty {
             var wire: [UInt8] = []
             for p in alpn where !p.isEmpty && p.utf8.count < 256 {
