@@ -208,6 +208,10 @@ struct APIClient {
         var head = "\(method) \(basePath)\(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUser-Agent: portico/\(PorticoVersion.string)\r\n"
         head += "Accept: application/json\r\nConnection: close\r\n"
         if let body { head += "Content-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n" }
+        // A server started with --token-file wants the token: $PORTICO_TOKEN carries it.
+        if let token = ProcessInfo.processInfo.environment["PORTICO_TOKEN"], !token.isEmpty {
+            head += "Authorization: Bearer \(token)\r\n"
+        }
         head += "\r\n"
         var bytes = Array(head.utf8)
         if let body { bytes += body }

@@ -1,4 +1,5 @@
 import CSystem
+import ControlPlane
 import Dataplane
 import Objects
 import Reactor
@@ -156,7 +157,13 @@ final class ControlLoop {
         log.info("reloaded (\(reason)): \(table.ingresses.count) ingress(es), \(table.backends.count) backend(s), generation \(generation)")
     }
 
+    /// When set, admin requests must carry `Authorization: Bearer <token>`.
+    var adminToken: [UInt8]?
+
     func admin(_ r: ServerRequest) -> ServerReply {
+        if let token = adminToken, !BearerToken.matches(r.header("authorization"), token) {
+            return .now(.text(401, "unauthorized: send Authorization: Bearer <token from --token-file>\n"))
+        }
         switch r.path {
         case "/healthz":
             return .now(.text(200, "ok\n"))

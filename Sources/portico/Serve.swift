@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import CSystem
 import Dataplane
 import Objects
@@ -41,6 +42,9 @@ struct Serve: ParsableCommand {
 
     @Option(help: "Address of the Kubernetes API server (kubectl --server http://ADDR).")
     var api: String = "127.0.0.1:8001"
+
+    @Option(name: .customLong("token-file"), help: "A file holding a bearer token the API and admin listeners require (needed to bind either to a non-loopback address).")
+    var tokenFile: String?
 
     @Option(help: "Directory for the store, pod logs and state.")
     var data: String = ".portico"
@@ -111,11 +115,32 @@ struct Serve: ParsableCommand {
         if https != "off" && SocketAddress(parsing: https) == nil { throw ValidationError("--https: '\(https)' is not an IP:PORT address (or 'off')") }
         if (defaultCert == nil) != (defaultKey == nil) { throw ValidationError("--default-cert and --default-key go together") }
         if SocketAddress(parsing: api) == nil { throw ValidationError("--api: '\(api)' is not an IP:PORT address") }
+        if tokenFile == nil {
+            for (flag, value) in [("--api", api), ("--admin", admin)] {
+                if let a = SocketAddress(parsing: value), !Serve.isLoopback(a) {
+                    throw ValidationError("\(flag) \(value) is not a loopback address: it needs --token-file (a bearer token every request must carry)")
+                }
+            }
+        }
         if SocketAddress(parsing: admin) == nil { throw ValidationError("--admin: '\(admin)' is not an IP:PORT address") }
         if let w = workers, w < 1 || w > 256 { throw ValidationError("--workers must be between 1 and 256") }
         if !["text", "json"].contains(accessLogFormat) { throw ValidationError("--access-log-format must be text or json") }
         if tries < 1 || tries > 10 { throw ValidationError("--tries must be between 1 and 10") }
         if !["debug", "info", "warn", "error"].contains(logLevel) { throw ValidationError("--log-level must be debug, info, warn or error") }
+    }
+
+    static func isLoopback(_ a: SocketAddress) -> Bool {
+        let ip = a.ipString
+        return ip.hasPrefix("127.") || ip == "::1"
+    }
+
+    /// The token in `--token-file` (surrounding whitespace removed), or nil.
+    func loadToken() throws -> [UInt8]? {
+        guard let path = tokenFile else { return nil }
+        guard let bytes = readFile(path) else { throw ValidationError("--token-file: cannot read '\(path)'") }
+        let token = Array(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+        guard token.count >= 16 else { throw ValidationError("--token-file: the token in '\(path)' is shorter than 16 bytes") }
+        return token
     }
 
     func run() throws {
@@ -145,6 +170,7 @@ struct Serve: ParsableCommand {
         let signals: [Int32] = [SIGTERM, SIGINT, SIGHUP]
         _ = portico_block_signals(signals, Int32(signals.count), &mask)
 
+        let token = try loadToken()
         let loop = EventLoop()
         let source = ManifestSource(paths: file, ingressClass: ingressClass)
         let manifests: [LoadedObject]
@@ -158,6 +184,7 @@ struct Serve: ParsableCommand {
         do {
             host = try ControlPlaneHost(loop: loop, dataDirectory: data, apiAddress: SocketAddress(parsing: api)!,
                                         ingressClass: ingressClass)
+            host.api.bearerToken = token
             let problems = host.apply(manifests)
             if !problems.isEmpty {
                 for p in problems { log.error(p) }
@@ -214,6 +241,7 @@ struct Serve: ParsableCommand {
         }
 
         let control = ControlLoop(loop: loop, proxy: proxy, source: source, host: host, signalMask: mask)
+        control.adminToken = token
         host.onRoutingChange = { [unowned control] in control.recompile(reason: "objects changed") }
         let adminServer: HTTPServer
         do {

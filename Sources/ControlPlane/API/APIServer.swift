@@ -38,7 +38,14 @@ public final class APIServer {
 
     // MARK: Requests
 
+    /// When set, every request must carry `Authorization: Bearer <token>` (compared in constant
+    /// time); others get 401 in Kubernetes' Status format.
+    public var bearerToken: [UInt8]?
+
     func handle(_ r: ServerRequest) -> ServerReply {
+        if let token = bearerToken, !BearerToken.matches(r.header("authorization"), token) {
+            return .now(Self.json(401, APIStatus.failure(StoreError(.unauthorized, "Unauthorized"))))
+        }
         do {
             return try route(r)
         } catch let e as StoreError {
@@ -347,5 +354,18 @@ public final class APIServer {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// `Authorization: Bearer` checking shared by the API and admin listeners.
+public enum BearerToken {
+    /// Whether `header` is `Bearer <token>`, compared without an early exit on the first
+    /// differing byte (the time taken does not depend on how much of a guess was right).
+    public static func matches(_ header: String?, _ token: [UInt8]) -> Bool {
+        guard let header, header.count > 7, header.prefix(7).lowercased() == "bearer " else { return false }
+        let given = Array(header.dropFirst(7).utf8)
+        var diff = UInt8(given.count == token.count ? 0 : 1)
+        for i in 0..<token.count { diff |= token[i] ^ (i < given.count ? given[i] : 0) }
+        return diff == 0
     }
 }

@@ -10,6 +10,7 @@ public struct StoreError: Error, Equatable, CustomStringConvertible {
         case methodNotAllowed = "MethodNotAllowed"
         case unsupportedMediaType = "UnsupportedMediaType"
         case internalError = "InternalError"
+        case unauthorized = "Unauthorized"
 
         public var code: Int {
             switch self {
@@ -21,6 +22,7 @@ public struct StoreError: Error, Equatable, CustomStringConvertible {
             case .methodNotAllowed: return 405
             case .unsupportedMediaType: return 415
             case .internalError: return 500
+            case .unauthorized: return 401
             }
         }
     }
