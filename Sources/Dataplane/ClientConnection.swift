@@ -475,10 +475,7 @@ final class ClientConnection: Channel {
         guard up === upstream, let state = backendState else { return }
         let endpoint = state.backend.endpoints[up.endpointIndex]
         state.picker.requestFinished(up.endpointIndex)
-        if state.picker.reportFailure(up.endpointIndex, now: worker.loop.now) {
-            worker.stats.recordEjection(backend: state.index)
-            worker.log.warning("endpoint \(endpoint.name) of \(state.backend.label) ejected after consecutive failures")
-        }
+        state.reportFailure(up.endpointIndex, on: worker)
         let wasReused = up.reused
         upstream = nil
         if up.fd >= 0 { up.closeIdle() }
@@ -814,10 +811,7 @@ final class ClientConnection: Channel {
             responseStarted = true
             if let state = backendState {
                 if status >= 500 {
-                    if state.picker.reportFailure(up.endpointIndex, now: worker.loop.now) {
-                        worker.stats.recordEjection(backend: state.index)
-                        worker.log.warning("endpoint \(up.endpoint.name) of \(state.backend.label) ejected after consecutive failures")
-                    }
+                    state.reportFailure(up.endpointIndex, on: worker)
                 } else {
                     state.picker.reportSuccess(up.endpointIndex)
                 }

@@ -90,9 +90,7 @@ final class TCPTunnel: Channel {
     func upstreamFailed() {
         if endpoint >= 0 {
             backend.picker.requestFinished(endpoint)
-            if backend.picker.reportFailure(endpoint, now: worker.loop.now) {
-                worker.log.warning("endpoint \(backend.backend.endpoints[endpoint].name) of \(backend.backend.label) ejected after consecutive failures")
-            }
+            backend.reportFailure(endpoint, on: worker)
         }
         if let up = upstream { upstream = nil; up.shut() }
         if tries < max(worker.config.tries, 2) && backend.backend.endpoints.count > 1 {

@@ -22,6 +22,14 @@ final class BackendState {
     /// Why the client context could not be made (every request then answers 502).
     let tlsClientError: String?
 
+    /// Counts a failure (connect error, reset, 5xx) against endpoint `i`; when that ejects it,
+    /// counts the ejection and logs it once.
+    func reportFailure(_ i: Int, on worker: Worker) {
+        guard picker.reportFailure(i, now: worker.loop.now) else { return }
+        worker.stats.recordEjection(backend: index)
+        worker.log.warning("endpoint \(backend.endpoints[i].name) of \(backend.label) ejected after consecutive failures")
+    }
+
     init(backend: Backend, index: Int32, health: HealthPolicy, seed: UInt64) {
         self.backend = backend
         self.index = index
