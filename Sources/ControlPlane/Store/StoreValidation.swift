@@ -5,7 +5,8 @@ import Objects
 /// fields, wrong types) and `validate()` rules. Other kinds get the generic checks plus the
 /// workload rules below.
 enum StoreValidation {
-    static func validate(_ type: ResourceType, _ o: JSONValue) -> [StoreError.Cause] {
+    /// `old` is the stored object on an update (for the rules about what may not change).
+    static func validate(_ type: ResourceType, _ o: JSONValue, old: JSONValue? = nil) -> [StoreError.Cause] {
         var causes: [StoreError.Cause] = []
         func add(_ field: String, _ reason: String, _ message: String) {
             causes.append(StoreError.Cause(field: field, reason: reason, message: message))
@@ -22,7 +23,16 @@ enum StoreValidation {
         if !causes.isEmpty { return causes }
 
         if KubeObject.kind(apiVersion: type.apiVersion, kind: type.kind) != nil {
-            let result = ManifestLoader.load(yaml: o.jsonString, file: "request")
+            // Secret and ConfigMap data are checked by ConfigValidation; the typed decoding sees
+            // the rest only, so no value reaches its messages and nothing is reported twice.
+            var shape = o
+            if type == .secrets {
+                shape["data"] = nil; shape["stringData"] = nil
+                if shape["type"]?.stringValue != nil { shape["type"] = .string("Opaque") }
+            } else if type == .configMaps {
+                shape["data"] = nil; shape["binaryData"] = nil
+            }
+            let result = ManifestLoader.load(yaml: shape.jsonString, file: "request")
             for p in result.problems {
                 let unknown = p.message.contains("unknown field")
                 add(p.field, unknown ? "FieldValueNotSupported" : "FieldValueInvalid", p.message)
@@ -39,6 +49,10 @@ enum StoreValidation {
             workload(o, add)
         case .pods:
             containers(o["spec"], prefix: "spec", add)
+        case .secrets:
+            ConfigValidation.secret(o, old: old, add)
+        case .configMaps:
+            ConfigValidation.configMap(o, old: old, add)
         default:
             break
         }
