@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "HTTP1", swiftSettings: hotPath),
         .target(name: "Dataplane", dependencies: ["Reactor", "HTTP1", "TLS", "CSystem"], swiftSettings: hotPath),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
-        .target(name: "ControlPlane", dependencies: ["Objects", "Server", "Reactor", "HTTP1", "CSQLite", "CSystem"], swiftSettings: swift5),
+        .target(name: "ControlPlane", dependencies: ["Objects", "Server", "Reactor", "HTTP1", "CSQLite", "CSystem", "COpenSSL"], swiftSettings: swift5),
         .target(name: "Server", dependencies: ["Reactor", "HTTP1", "CSystem"], swiftSettings: hotPath),
         .target(name: "Objects", dependencies: ["Yams"], swiftSettings: swift5),
         .target(name: "RouteCompiler", dependencies: ["Objects", "Dataplane"], swiftSettings: swift5),

@@ -39,6 +39,10 @@ public final class Store {
     public let windowCapacity: Int
     private let lock = NSRecursiveLock()
     private let database: StoreDatabase
+    private let directoryLock: StoreLock
+    /// How many Secrets were re-encrypted with the first key when the store opened (plaintext
+    /// rows of an older store, or rows sealed with an older key after a rotation).
+    public let resealedAtOpen: Int
     /// groupResource → "namespace/name" → object.
     private var objects: [String: [String: JSONValue]] = [:]
     private var currentRevision: Int64
@@ -66,14 +70,28 @@ public final class Store {
     }
 
     /// Opens (or creates) the store in `directory`; the `default` namespace exists from the start.
+    /// Secrets are encrypted at rest with the keys of `<directory>/encryption-keys` (created on
+    /// first start; see `SecretCipher`); rows not sealed with its first key are re-encrypted now.
     public init(directory: String, windowCapacity: Int = 10_000) throws {
         self.windowCapacity = windowCapacity
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        database = try StoreDatabase(path: (directory as NSString).appendingPathComponent("store.db"))
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        chmod(directory, 0o700)  // also an older store's directory: it holds the key file
+        directoryLock = try StoreLock(directory: directory, exclusive: false, wait: true)!
+        let cipher = try EncryptionKeyFile.loadOrCreate(path: Store.keyFilePath(directory))
+        database = try StoreDatabase(path: (directory as NSString).appendingPathComponent("store.db"), cipher: cipher)
         currentRevision = try database.loadRevision()
-        for (resource, namespace, name, json) in try database.loadAll() {
-            objects[resource, default: [:]]["\(namespace)/\(name)"] = try JSONValue.parse(json)
+        let rows = try database.loadAll()
+        for row in rows {
+            do {
+                objects[row.resource, default: [:]]["\(row.namespace)/\(row.name)"] = try JSONValue.parse(row.json)
+            } catch {
+                throw StoreError(.internalError, "\(row.resource) \(row.namespace)/\(row.name): the stored object is not valid JSON")
+            }
         }
+        let stale = rows.filter(\.stale)
+        try database.reseal(stale)
+        resealedAtOpen = stale.count
         windowStart = currentRevision
         if (try? get(.namespaces, namespace: "", name: "default")) == nil {
             _ = try create(.namespaces, .object(["metadata": .object(["name": .string("default")])]))
@@ -84,6 +102,7 @@ public final class Store {
     public func close() {
         lock.lock(); defer { lock.unlock() }
         database.close()
+        directoryLock.release()
     }
 
     /// The latest revision (the resourceVersion of the newest change).
@@ -302,13 +321,7 @@ public final class Store {
         if let k = o["kind"]?.stringValue, k != type.kind {
             throw StoreError(.badRequest, "the kind in the data (\(k)) does not match the expected kind (\(type.kind))")
         }
-        if type == .secrets, let stringData = o["stringData"]?.stringMap, !stringData.isEmpty {
-            // As Kubernetes does on write: stringData is merged into data, base64-encoded.
-            var data = o["data"]?.objectValue ?? [:]
-            for (k, v) in stringData { data[k] = .string(Data(v.utf8).base64EncodedString()) }
-            o["data"] = .object(data)
-        }
-        if type == .secrets { o["stringData"] = nil }
+        if type == .secrets { Store.normalizeSecret(&o) }
         o["apiVersion"] = .string(type.apiVersion)
         o["kind"] = .string(type.kind)
         if o["metadata"]?.objectValue == nil { o["metadata"] = .object([:]) }
@@ -338,7 +351,7 @@ public final class Store {
             o[path: ["metadata", field]] = old[path: ["metadata", field]]
         }
         if o == old { return old }
-        try validate(type, o)
+        try validate(type, o, old: old)
         func spec(_ v: JSONValue) -> JSONValue { var s = v; s["metadata"] = nil; s["status"] = nil; return s }
         if spec(o) != spec(old) {
             o[path: ["metadata", "generation"]] = .int((old[path: ["metadata", "generation"]]?.intValue ?? 1) + 1)
@@ -380,8 +393,8 @@ public final class Store {
         }
     }
 
-    private func validate(_ type: ResourceType, _ o: JSONValue) throws {
-        let causes = StoreValidation.validate(type, o)
+    private func validate(_ type: ResourceType, _ o: JSONValue, old: JSONValue? = nil) throws {
+        let causes = StoreValidation.validate(type, o, old: old)
         if !causes.isEmpty { throw StoreError.invalid(type, o.name, causes) }
     }
 
