@@ -14,7 +14,8 @@ struct Portico: ParsableCommand {
         (or kubectl --server http://127.0.0.1:8001) drive the control plane.
         """,
         version: PorticoVersion.string,
-        subcommands: [Serve.self, Echo.self, Version.self, Apply.self, Get.self, Describe.self, Delete.self, Logs.self, Scale.self, Rollout.self])
+        subcommands: [Serve.self, Echo.self, Version.self, Apply.self, Get.self, Describe.self, Delete.self, Logs.self, Scale.self, Rollout.self,
+                      Encryption.self])
 }
 
 enum PorticoVersion {
