@@ -33,6 +33,7 @@ struct Describe: ParsableCommand {
             case .deployments, .replicaSets, .statefulSets: try describeWorkload(type, o, api, &out)
             case .services: try describeService(o, api, &out)
             case .ingresses: describeIngress(o, &out)
+            case .secrets: describeSecret(o, &out)
             default:
                 for key in ["spec", "data", "subsets", "endpoints", "status"] {
                     guard let v = o[key], v != .null, v != .object([:]) else { continue }
@@ -42,6 +43,18 @@ struct Describe: ParsableCommand {
             }
             if type.namespaced && type != .events { try events(o, type, api, &out) }
             writeOut(out.text)
+        }
+    }
+
+    /// As kubectl: the type and each key's size, never a value.
+    func describeSecret(_ o: JSONValue, _ out: inout DescribeWriter) {
+        out.line("")
+        out.field("Type", o["type"]?.stringValue ?? "Opaque")
+        out.line("")
+        out.line("Data")
+        out.line("====")
+        for (key, value) in (o["data"]?.stringMap ?? [:]).sorted(by: { $0.key < $1.key }) {
+            out.line("\(key):  \(Data(base64Encoded: value)?.count ?? 0) bytes")
         }
     }
 
