@@ -110,6 +110,13 @@ final class SecretTests: ControlPlaneTestCase {
         XCTAssertTrue(b.stderr.contains("data[token]: Invalid value: \"<secret contents redacted>\": illegal base64 data"), b.stderr)
         XCTAssertFalse(b.stderr.contains(value), b.stderr)
 
+        // Over 1 MiB of (decoded) data: Kubernetes' limit, reported on `data`.
+        let big = Data(repeating: 0x41, count: (1 << 20) + 1).base64EncodedString()
+        let large = try fx.dir.write("large.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: large\ndata:\n  blob: \(big)\n")
+        let l = try k.run(["create", "-f", large])
+        XCTAssertNotEqual(l.exitCode, 0)
+        XCTAssertTrue(l.stderr.contains(#"The Secret "large" is invalid: data: Too long: must have at most 1048576 bytes"#), String(l.stderr.prefix(500)))
+
         // Immutable: a later change of the data is refused.
         let frozen = try fx.dir.write("frozen.yaml", secretYAML("frozen", stringData: ["k": "one"]) + "immutable: true\n")
         try k.ok(["apply", "-f", frozen])
@@ -135,39 +142,55 @@ final class SecretTests: ControlPlaneTestCase {
         XCTAssertFalse(r.stderr.contains(value), r.stderr)
     }
 
-    /// Rotation with the server stopped re-encrypts at once; the next server reads the Secret
-    /// back; with the old key removed it still does; without the sealing key it refuses to start,
-    /// naming the key and the Secret.
+    /// Rotation while the server runs waits for its next start; with the server stopped it
+    /// re-encrypts at once; old keys can then go; without the sealing key the server refuses to
+    /// start, naming the key and the Secret.
     func testRotationAndAMissingKeyEndToEnd() throws {
         let manifest = try placeholder()
         var (s, k) = try start([manifest])
+        let data = fx.dir.file("serve.data")
+        let keyFile = data + "/store/encryption-keys"
         let file = try fx.dir.write("secret.yaml", secretYAML("api-token", stringData: ["token": value]))
         try k.ok(["apply", "-f", file])
-        s.stop()
-        let data = fx.dir.file("serve.data")
 
-        let rotate = try runCLI(["encryption", "rotate", "--data", data])
-        XCTAssertEqual(rotate.status, 0, rotate.stderr)
-        XCTAssertTrue(rotate.stdout.contains("new key key2 encrypts from now on"), rotate.stdout)
-        XCTAssertTrue(rotate.stdout.contains("re-encrypted 1 Secret(s) with key2"), rotate.stdout)
-        let status = try runCLI(["encryption", "status", "--data", data])
+        let online = try runCLI(["encryption", "rotate", "--data", data])
+        XCTAssertEqual(online.status, 0, online.stderr)
+        XCTAssertTrue(online.stdout.contains("new key key2 encrypts from now on (keys: key2, key1)"), online.stdout)
+        XCTAssertTrue(online.stdout.contains("the store is in use"), online.stdout)
+        var status = try runCLI(["encryption", "status", "--data", data])
+        XCTAssertTrue(status.stdout.contains("key2\t0\t(encrypts)") && status.stdout.contains("key1\t1"), status.stdout)
+        s.stop()
+
+        // The next start re-encrypts with key2.
+        (s, k) = try start([manifest])
+        s.stop()
+        status = try runCLI(["encryption", "status", "--data", data])
         XCTAssertTrue(status.stdout.contains("key2\t1\t(encrypts)") && status.stdout.contains("key1\t0"), status.stdout)
 
-        // Remove key1 (no Secret uses it) and start again on the same data directory.
-        let keyFile = data + "/store/encryption-keys"
-        let lines = try String(contentsOfFile: keyFile, encoding: .utf8).split(separator: "\n").filter { !$0.hasPrefix("key1:") }
+        // Stopped: rotation re-encrypts at once.
+        let offline = try runCLI(["encryption", "rotate", "--data", data])
+        XCTAssertEqual(offline.status, 0, offline.stderr)
+        XCTAssertTrue(offline.stdout.contains("re-encrypted 1 Secret(s) with key3"), offline.stdout)
+        status = try runCLI(["encryption", "status", "--data", data])
+        XCTAssertTrue(status.stdout.contains("key3\t1\t(encrypts)") && status.stdout.contains("key2\t0"), status.stdout)
+
+        // Remove the unused keys and start again on the same data directory.
+        let lines = try String(contentsOfFile: keyFile, encoding: .utf8).split(separator: "\n")
+            .filter { !$0.hasPrefix("key1:") && !$0.hasPrefix("key2:") }
         try (lines.joined(separator: "\n") + "\n").write(toFile: keyFile, atomically: false, encoding: .utf8)
         (s, k) = try start([manifest])
         let o = try k.json(["secret", "api-token"])
         XCTAssertEqual((o["data"] as? [String: String])?["token"], base64)
         s.stop()
+        for needle in [value, base64] { XCTAssertEqual(try grepCounts(needle, in: data).matches, []) }
 
-        // A key file without key2: the store cannot be opened, and the error says why.
+        // A key file without key3: the store cannot be opened, and the error says why.
         try "other:\(Data(repeating: 7, count: 32).base64EncodedString())\n".write(toFile: keyFile, atomically: false, encoding: .utf8)
         let r = try runCLI(["serve", "-f", manifest, "--http", "127.0.0.1:0", "--https", "127.0.0.1:0", "--admin", "127.0.0.1:0",
                             "--api", "127.0.0.1:0", "--workers", "1", "--data", data], timeout: 30)
         XCTAssertEqual(r.status, 1, r.stderr)
-        XCTAssertTrue(r.stderr.contains("secrets default/api-token is encrypted with key \"key2\", which is not in \(keyFile)"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("secrets default/api-token is encrypted with key \"key3\", which is not in \(keyFile)"), r.stderr)
         XCTAssertFalse(r.stderr.contains("Fatal error"), r.stderr)
+        XCTAssertFalse(r.stderr.contains(value), r.stderr)
     }
 }

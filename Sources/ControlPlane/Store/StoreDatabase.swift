@@ -36,6 +36,8 @@ final class StoreDatabase {
             sqlite3_close(db)
             throw StoreError(.internalError, "cannot open \(path): \(message)")
         }
+        // `portico encryption status` reads while a server writes: wait for a lock, briefly.
+        sqlite3_busy_timeout(db, 2000)
         try exec("PRAGMA secure_delete=ON")
         try exec("PRAGMA journal_mode=WAL")
         try exec("PRAGMA synchronous=NORMAL")
