@@ -402,6 +402,21 @@ final class SecretStoreTests: XCTestCase {
         }
     }
 
+    /// A deleted key file is not silently replaced by a fresh key while encrypted Secrets exist.
+    func testLostKeyFileIsNotRecreatedOverEncryptedSecrets() throws {
+        try store.create(.secrets, secret("kept", stringData: ["t": secretValue]))
+        store.close()
+        store = nil
+        let path = Store.keyFilePath(dir)
+        try FileManager.default.removeItem(atPath: path)
+        XCTAssertThrowsError(try Store(directory: dir)) {
+            XCTAssertTrue("\($0)".contains("\(path) is missing, but") && "\($0)".contains("encrypted with \"key1\": restore the key file"), "\($0)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path), "no new key file was made")
+        XCTAssertThrowsError(try Store.rotateEncryptionKey(directory: dir))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path), "rotation did not make one either")
+    }
+
     /// The row identity is authenticated: a Secret's ciphertext copied over another row does not open.
     func testCiphertextSwappedBetweenRowsDoesNotOpen() throws {
         try store.create(.secrets, secret("a", stringData: ["v": "A"]))

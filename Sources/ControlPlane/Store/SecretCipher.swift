@@ -65,7 +65,7 @@ struct SecretCipher {
             return .decrypted(plain, keyName: keyName)
         } catch {
             throw StoreError(.internalError, "\(what): cannot decrypt with key \"\(keyName)\": authentication failed "
-                + "(the stored row was altered, or belongs to another object)")
+                + "(\(source) holds a different key under that name, or the stored row was altered or belongs to another object)")
         }
     }
 
@@ -138,7 +138,7 @@ enum EncryptionKeyFile {
         }
         var keys: [EncryptionKey] = []
         for (i, raw) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespaces)
+            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
             if line.isEmpty || line.hasPrefix("#") { continue }
             // The key material is never quoted in errors: only the line number and the name.
             guard let colon = line.firstIndex(of: ":") else {

@@ -28,6 +28,20 @@ extension Store {
         (directory as NSString).appendingPathComponent(EncryptionKeyFile.fileName)
     }
 
+    /// A missing key file is created, unless the database already holds encrypted Secrets: a
+    /// fresh key would not open them, and the file has to be restored instead.
+    static func checkKeyFileIsNotLost(directory: String, databasePath: String) throws {
+        let keyPath = keyFilePath(directory)
+        guard !FileManager.default.fileExists(atPath: keyPath), FileManager.default.fileExists(atPath: databasePath) else { return }
+        let database = try StoreDatabase(path: databasePath, cipher: nil)
+        defer { database.close() }
+        let names = Set(try database.sealingKeys().filter { !$0.isEmpty })
+        if !names.isEmpty {
+            throw StoreError(.internalError, "\(keyPath) is missing, but \(databasePath) holds Secrets encrypted with "
+                + "\(names.sorted().map { "\"\($0)\"" }.joined(separator: ", ")): restore the key file (from the backup of this data directory)")
+        }
+    }
+
     /// What `rotateEncryptionKey` did.
     public struct KeyRotation: Sendable {
         /// The key file that was rewritten.
@@ -52,12 +66,13 @@ extension Store {
         let exclusive = try StoreLock(directory: directory, exclusive: true, wait: false)
         defer { exclusive?.release() }
         let path = keyFilePath(directory)
+        let databasePath = (directory as NSString).appendingPathComponent("store.db")
+        try checkKeyFileIsNotLost(directory: directory, databasePath: databasePath)
         let current = try EncryptionKeyFile.loadOrCreate(path: path)
         let keys = try EncryptionKeyFile.rotated(current.keys)
         try EncryptionKeyFile.write(keys, to: path, exclusive: false)
         var rotation = KeyRotation(keyFile: path, newKey: keys[0].name, keys: keys.map(\.name), resealed: nil)
         guard exclusive != nil else { return rotation }
-        let databasePath = (directory as NSString).appendingPathComponent("store.db")
         guard FileManager.default.fileExists(atPath: databasePath) else {
             rotation.resealed = 0
             return rotation

@@ -78,8 +78,10 @@ public final class Store {
                                                 attributes: [.posixPermissions: 0o700])
         chmod(directory, 0o700)  // also an older store's directory: it holds the key file
         directoryLock = try StoreLock(directory: directory, exclusive: false, wait: true)!
+        let databasePath = (directory as NSString).appendingPathComponent("store.db")
+        try Store.checkKeyFileIsNotLost(directory: directory, databasePath: databasePath)
         let cipher = try EncryptionKeyFile.loadOrCreate(path: Store.keyFilePath(directory))
-        database = try StoreDatabase(path: (directory as NSString).appendingPathComponent("store.db"), cipher: cipher)
+        database = try StoreDatabase(path: databasePath, cipher: cipher)
         currentRevision = try database.loadRevision()
         let rows = try database.loadAll()
         for row in rows {
