@@ -331,6 +331,41 @@ final class SecretStoreTests: XCTestCase {
         assertNoPlaintextOnDisk("closed store")
     }
 
+    /// The cipher is AES-256-GCM: test case 16 of the GCM specification (McGrew & Viega), and a
+    /// flipped tag bit or different AAD is refused.
+    func testCipherMatchesTheGCMSpecificationVector() throws {
+        func hex(_ s: String) -> [UInt8] {
+            var out: [UInt8] = []
+            var i = s.startIndex
+            while i < s.endIndex { let j = s.index(i, offsetBy: 2); out.append(UInt8(s[i..<j], radix: 16)!); i = j }
+            return out
+        }
+        let key = hex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308")
+        let nonce = hex("cafebabefacedbaddecaf888")
+        let plaintext = hex("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39")
+        let aad = hex("feedfacedeadbeeffeedfacedeadbeefabaddad2")
+        let expected = hex("522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662"
+            + "76fc6ece0f4e1768cddf8853bb2d551b")
+        let sealed = try SecretCipher.gcm(encrypt: true, key: key, nonce: nonce, input: plaintext, aad: aad, tag: nil)
+        XCTAssertEqual(sealed, expected)
+        let body = Array(sealed.dropLast(16)), tag = Array(sealed.suffix(16))
+        XCTAssertEqual(try SecretCipher.gcm(encrypt: false, key: key, nonce: nonce, input: body, aad: aad, tag: tag), plaintext)
+        var badTag = tag
+        badTag[0] ^= 1
+        XCTAssertThrowsError(try SecretCipher.gcm(encrypt: false, key: key, nonce: nonce, input: body, aad: aad, tag: badTag))
+        XCTAssertThrowsError(try SecretCipher.gcm(encrypt: false, key: key, nonce: nonce, input: body, aad: aad + [0], tag: tag))
+
+        // The envelope: prefix, key name, 12-byte nonce, ciphertext and tag; fresh nonce each time.
+        let cipher = SecretCipher(keys: [EncryptionKey(name: "k", bytes: key)], source: "test")
+        let a = try cipher.seal(Array("{}".utf8), aad: "secrets/ns/n"), b = try cipher.seal(Array("{}".utf8), aad: "secrets/ns/n")
+        XCTAssertTrue(a.starts(with: Array("k8s:enc:aesgcm:v1:k:".utf8)))
+        XCTAssertEqual(a.count, "k8s:enc:aesgcm:v1:k:".utf8.count + 12 + 2 + 16)
+        XCTAssertNotEqual(a, b, "random nonces")
+        guard case let .decrypted(plain, keyName) = try cipher.open(a, aad: "secrets/ns/n", what: "t") else { return XCTFail("not opened") }
+        XCTAssertEqual(plain, Array("{}".utf8))
+        XCTAssertEqual(keyName, "k")
+    }
+
     func testKeyFileIsPrivateAndHoldsOneKey() throws {
         let path = Store.keyFilePath(dir)
         var st = stat()

@@ -70,7 +70,7 @@ struct SecretCipher {
     }
 
     /// One AES-256-GCM operation. Encrypting returns ciphertext + tag; decrypting checks `tag`.
-    private static func gcm(encrypt: Bool, key: [UInt8], nonce: [UInt8], input: [UInt8], aad: [UInt8], tag: [UInt8]?) throws -> [UInt8] {
+    static func gcm(encrypt: Bool, key: [UInt8], nonce: [UInt8], input: [UInt8], aad: [UInt8], tag: [UInt8]?) throws -> [UInt8] {
         guard key.count == 32, let ctx = EVP_CIPHER_CTX_new() else { throw StoreError(.internalError, "cannot set up AES-256-GCM") }
         defer { EVP_CIPHER_CTX_free(ctx) }
         let failure = StoreError(.internalError, "AES-256-GCM \(encrypt ? "encryption" : "decryption") failed")
