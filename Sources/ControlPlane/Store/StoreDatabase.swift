@@ -115,7 +115,7 @@ final class StoreDatabase {
         return rows
     }
 
-    /// Rewrites rows sealed with the current first key (their revision unchanged: the objects
+    /// Rewrites the rows sealed with the cipher's first key (their revision unchanged: the objects
     /// did not change), then checkpoints and truncates the WAL so the old copies are gone from it.
     func reseal(_ rows: [Row]) throws {
         guard !rows.isEmpty else { return }
@@ -123,7 +123,7 @@ final class StoreDatabase {
         do {
             for r in rows {
                 try run("UPDATE objects SET json = ? WHERE resource = ? AND namespace = ? AND name = ?",
-                        [try stored(r.resource, r.namespace, r.name, r.json), r.resource, r.namespace, r.name])
+                        [try stored(r.resource, r.namespace, r.name, String(decoding: r.json, as: UTF8.self)), r.resource, r.namespace, r.name])
             }
             try exec("COMMIT")
         } catch {
@@ -158,11 +158,11 @@ final class StoreDatabase {
     }
 
     /// What goes into the `json` column: sealed bytes for encrypted resources, text otherwise.
-    private func stored(_ resource: String, _ namespace: String, _ name: String, _ json: [UInt8]) throws -> Any {
+    private func stored(_ resource: String, _ namespace: String, _ name: String, _ json: String) throws -> Any {
         if encrypted.contains(resource), let cipher {
-            return try cipher.seal(json, aad: Self.aad(resource, namespace, name))
+            return try cipher.seal(Array(json.utf8), aad: Self.aad(resource, namespace, name))
         }
-        return String(decoding: json, as: UTF8.self)
+        return json
     }
 
     func loadRevision() throws -> Int64 {
@@ -184,7 +184,7 @@ final class StoreDatabase {
                 switch w {
                 case let .put(resource, namespace, name, uid, json):
                     try run("INSERT OR REPLACE INTO objects (resource, namespace, name, uid, revision, json) VALUES (?, ?, ?, ?, ?, ?)",
-                            [resource, namespace, name, uid, revision, try stored(resource, namespace, name, Array(json.utf8))])
+                            [resource, namespace, name, uid, revision, try stored(resource, namespace, name, json)])
                 case let .delete(resource, namespace, name):
                     try run("DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?", [resource, namespace, name])
                 }
