@@ -140,7 +140,7 @@ struct FieldErrors {
                 invalid("\(field)[\(key)]", key, "a valid config key must consist of alphanumeric characters, '-', '_' or '.'")
             }
             if base64 && Data(base64Encoded: value) == nil {
-                errors.append(FieldError("\(field)[\(key)]", "invalid value: not valid base64 data"))
+                errors.append(FieldError("\(field)[\(key)]", "Invalid value: illegal base64 data"))
             }
         }
     }
@@ -361,7 +361,8 @@ extension Secret {
         var e = FieldErrors()
         e.metadata(metadata)
         e.dataKeys("data", data, base64: true)
-        e.dataKeys("stringData", stringData, base64: false)
+        // stringData is merged into data on write, so Kubernetes reports its keys as data[key].
+        e.dataKeys("data", stringData, base64: false)
         if type == Secret.tlsType {
             let keys = Set((data ?? [:]).keys).union((stringData ?? [:]).keys)
             for key in ["tls.crt", "tls.key"] where !keys.contains(key) {

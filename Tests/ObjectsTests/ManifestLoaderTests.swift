@@ -315,7 +315,7 @@ final class ManifestLoaderTests: XCTestCase {
     func testSecretBase64AndTLSKeys() {
         let bad = load("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\ndata: {tls.crt: '!!notbase64', tls.key: aGk=}\n")
         XCTAssertEqual(bad.problems.map(\.description), [
-            "app.yaml (document 1, Secret default/s): data[tls.crt]: invalid value: not valid base64 data",
+            "app.yaml (document 1, Secret default/s): data[tls.crt]: Invalid value: illegal base64 data",
         ])
         let missing = load("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ntype: kubernetes.io/tls\nstringData: {tls.crt: x}\n")
         XCTAssertEqual(missing.problems.map(\.field), ["data[tls.key]"])
