@@ -101,24 +101,26 @@ final class StatefulSetController: Controller {
         }
 
         /// One PersistentVolumeClaim per volumeClaimTemplate and ordinal (`<claim>-<pod>`), made
-        /// before the pod and kept after it (Kubernetes' default retention), shown Bound: the
-        /// node agent gives claims local storage.
+        /// Pending before the pod (the volume controller binds it) and kept after the pod and
+        /// after a scale-down (Kubernetes' default retention, Retain/Retain), so the ordinal
+        /// finds the same claim, and data, when it comes back.
         func claims(for podName: String, ordinal: Int) throws {
             for c in sts[path: ["spec", "volumeClaimTemplates"]]?.arrayValue ?? [] {
                 let claimName = "\(c.name)-\(podName)"
                 if (try? store.get(.persistentVolumeClaims, namespace: namespace, name: claimName)) != nil { continue }
                 var labels = c[path: ["metadata", "labels"]]?.stringMap ?? [:]
                 for (k, v) in sts[path: ["spec", "selector", "matchLabels"]]?.stringMap ?? [:] { labels[k] = v }
-                let pvc: JSONValue = .object([
-                    "metadata": .object(["name": .string(claimName), "namespace": .string(namespace), "labels": ObjectFields.json(labels)]),
-                    "spec": c["spec"] ?? .object([:]),
-                ])
-                var created = try store.create(.persistentVolumeClaims, pvc)
-                var status: JSONValue = .object(["phase": .string("Bound")])
-                status["accessModes"] = c[path: ["spec", "accessModes"]]
-                if let size = c[path: ["spec", "resources", "requests", "storage"]] { status["capacity"] = .object(["storage": size]) }
-                created["status"] = status
-                try store.updateStatus(.persistentVolumeClaims, created)
+                var meta: JSONValue = .object(["name": .string(claimName), "namespace": .string(namespace), "labels": ObjectFields.json(labels)])
+                meta["annotations"] = c[path: ["metadata", "annotations"]]
+                let pvc: JSONValue = .object(["metadata": meta, "spec": c["spec"] ?? .object([:])])
+                do {
+                    try store.create(.persistentVolumeClaims, pvc)
+                } catch let e as StoreError where e.reason == .alreadyExists {
+                    continue
+                } catch {
+                    m.event(sts, "Warning", "FailedCreate", "create Claim \(claimName) for Pod \(podName) in StatefulSet \(name) failed error: \(error)", component: Self.component)
+                    throw error
+                }
                 m.event(sts, "Normal", "SuccessfulCreate", "create Claim \(claimName) Pod \(podName) in StatefulSet \(name) success", component: Self.component)
             }
         }
