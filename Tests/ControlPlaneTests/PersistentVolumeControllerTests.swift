@@ -361,4 +361,29 @@ final class PersistentVolumeControllerTests: XCTestCase {
         XCTAssertEqual(try h.store.list(.persistentVolumes).items.count, 3, "no new volume made")
         XCTAssertEqual(try h.store.list(.persistentVolumeClaims).items.count, 3)
     }
+
+    /// A StatefulSet pod is not recreated on a claim that is being deleted (it would keep the
+    /// claim from going, then lose it): the set waits, then makes a new claim and the pod.
+    func testStatefulSetWaitsForATerminatingClaimThenMakesANewOne() throws {
+        let h = try ControllerHarness()
+        defer { h.finish() }
+        var sts = try JSONValue.parse(statefulSetJSON("one", replicas: 1, probe: #"{"exec":{"command":["true"]},"periodSeconds":1}"#))
+        sts[path: ["spec", "volumeClaimTemplates"]] = try JSONValue.parse(
+            #"[{"metadata":{"name":"data"},"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}}]"#)
+        try h.store.create(.statefulSets, sts)
+        h.waitUntil("ready") { h.readyPods("app=one").count == 1 && self.phase(h, .persistentVolumeClaims, "data-one-0") == "Bound" }
+        let oldClaim = try XCTUnwrap(h.get(.persistentVolumeClaims, "data-one-0"))
+        let oldPod = try XCTUnwrap(h.get(.pods, "one-0"))
+        try h.store.delete(.persistentVolumeClaims, namespace: "default", name: "data-one-0")
+        XCTAssertNotNil(h.get(.persistentVolumeClaims, "data-one-0")?[path: ["metadata", "deletionTimestamp"]], "Terminating: one-0 uses it")
+        try h.store.delete(.pods, namespace: "default", name: "one-0")
+        h.waitUntil("a new claim and pod") {
+            guard let c = h.get(.persistentVolumeClaims, "data-one-0"), let p = h.get(.pods, "one-0") else { return false }
+            return c.uid != oldClaim.uid && p.uid != oldPod.uid && ObjectFields.isReady(p) && self.phase(h, .persistentVolumeClaims, "data-one-0") == "Bound"
+        }
+        XCTAssertNil(pv(h, "pvc-\(oldClaim.uid)"), "the old claim's volume was deleted (class local-path: Delete)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.dir + "/volumes/pvc-\(oldClaim.uid)"))
+        XCTAssertTrue(h.events(for: "one").contains("FailedCreate: create Pod one-0 in StatefulSet one failed error: pvc data-one-0 is being deleted"),
+                      "\(h.events(for: "one"))")
+    }
 }

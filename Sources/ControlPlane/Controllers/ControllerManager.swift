@@ -38,7 +38,8 @@ public struct ControllerOptions {
 
 /// Runs the control plane's reconcile loops over one store and one node agent: Deployments,
 /// ReplicaSets, StatefulSets, the pods' API side (the kubelet's sync), Services (ClusterIP and
-/// NodePort allocation), Endpoints and EndpointSlices, and Ingress status.
+/// NodePort allocation), Endpoints and EndpointSlices, Ingress status, and PersistentVolumeClaims
+/// with their PersistentVolumes.
 ///
 /// Each object kind is listed and watched into one work queue of `controller/namespace/name`
 /// keys; each controller's `sync` compares desired with observed state in the store and takes

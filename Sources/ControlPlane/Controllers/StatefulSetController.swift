@@ -66,6 +66,9 @@ final class StatefulSetController: Controller {
             return t
         }
 
+        /// A claim of a pod to create is still being deleted: look again soon.
+        var claimsTerminating = false
+
         func create(_ ord: Int) throws {
             let podName = "\(name)-\(ord)"
             // The previous pod of this name still has the address: wait until it is gone.
@@ -82,7 +85,7 @@ final class StatefulSetController: Controller {
             meta["annotations"] = t[path: ["metadata", "annotations"]]
             meta["ownerReferences"] = .array([ObjectFields.ownerReference(sts)])
             var spec = t["spec"] ?? .object([:])
-            try claims(for: podName, ordinal: ord)
+            guard try claims(for: podName, ordinal: ord) else { claimsTerminating = true; return }
             var volumes = spec["volumes"]?.arrayValue ?? []
             for c in sts[path: ["spec", "volumeClaimTemplates"]]?.arrayValue ?? [] where !volumes.contains(where: { $0["name"] == c[path: ["metadata", "name"]] }) {
                 volumes.append(.object(["name": c[path: ["metadata", "name"]] ?? .string(""),
@@ -103,11 +106,18 @@ final class StatefulSetController: Controller {
         /// One PersistentVolumeClaim per volumeClaimTemplate and ordinal (`<claim>-<pod>`), made
         /// Pending before the pod (the volume controller binds it) and kept after the pod and
         /// after a scale-down (Kubernetes' default retention, Retain/Retain), so the ordinal
-        /// finds the same claim, and data, when it comes back.
-        func claims(for podName: String, ordinal: Int) throws {
+        /// finds the same claim, and data, when it comes back. False (no pod yet) while a claim
+        /// is Terminating: a new pod would keep it from going, and then lose it.
+        func claims(for podName: String, ordinal: Int) throws -> Bool {
             for c in sts[path: ["spec", "volumeClaimTemplates"]]?.arrayValue ?? [] {
                 let claimName = "\(c.name)-\(podName)"
-                if (try? store.get(.persistentVolumeClaims, namespace: namespace, name: claimName)) != nil { continue }
+                if let existing = try? store.get(.persistentVolumeClaims, namespace: namespace, name: claimName) {
+                    if existing[path: ["metadata", "deletionTimestamp"]] != nil {
+                        m.event(sts, "Warning", "FailedCreate", "create Pod \(podName) in StatefulSet \(name) failed error: pvc \(claimName) is being deleted", component: Self.component)
+                        return false
+                    }
+                    continue
+                }
                 var labels = c[path: ["metadata", "labels"]]?.stringMap ?? [:]
                 for (k, v) in sts[path: ["spec", "selector", "matchLabels"]]?.stringMap ?? [:] { labels[k] = v }
                 var meta: JSONValue = .object(["name": .string(claimName), "namespace": .string(namespace), "labels": ObjectFields.json(labels)])
@@ -123,6 +133,7 @@ final class StatefulSetController: Controller {
                 }
                 m.event(sts, "Normal", "SuccessfulCreate", "create Claim \(claimName) Pod \(podName) in StatefulSet \(name) success", component: Self.component)
             }
+            return true
         }
 
         func delete(_ pod: JSONValue, _ why: String) {
@@ -170,7 +181,7 @@ final class StatefulSetController: Controller {
             }
         }
         try writeStatus(sts, byOrdinal, currentRevision: currentRevision, updateRevision: updateRevision, replicas: replicas)
-        return .done
+        return claimsTerminating ? .requeue(after: 0.5) : .done
     }
 
     private func writeStatus(_ sts: JSONValue, _ pods: [Int: JSONValue], currentRevision: String, updateRevision: String, replicas: Int) throws {
