@@ -386,4 +386,45 @@ final class PersistentVolumeControllerTests: XCTestCase {
         XCTAssertTrue(h.events(for: "one").contains("FailedCreate: create Pod one-0 in StatefulSet one failed error: pvc data-one-0 is being deleted"),
                       "\(h.events(for: "one"))")
     }
+
+    /// persistentVolumeClaimRetentionPolicy Delete/Delete: a scaled-away ordinal's claim goes
+    /// after its pod, and every claim goes with the set.
+    func testStatefulSetRetentionPolicyDeleteRemovesClaims() throws {
+        let h = try ControllerHarness()
+        defer { h.finish() }
+        var sts = try JSONValue.parse(statefulSetJSON("ret", replicas: 2, policy: "Parallel", probe: #"{"exec":{"command":["true"]},"periodSeconds":1}"#))
+        sts[path: ["spec", "volumeClaimTemplates"]] = try JSONValue.parse(
+            #"[{"metadata":{"name":"data"},"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}}]"#)
+        var bad = sts
+        bad[path: ["spec", "persistentVolumeClaimRetentionPolicy"]] = .object(["whenScaled": .string("Shred")])
+        XCTAssertThrowsError(try h.store.create(.statefulSets, bad)) {
+            XCTAssertEqual(($0 as? StoreError)?.causes.map(\.field), ["spec.persistentVolumeClaimRetentionPolicy.whenScaled"])
+        }
+        sts[path: ["spec", "persistentVolumeClaimRetentionPolicy"]] = .object(["whenDeleted": .string("Delete"), "whenScaled": .string("Delete")])
+        let set = try h.store.create(.statefulSets, sts)
+        h.waitUntil("2 ready, 2 claims Bound") {
+            h.readyPods("app=ret").count == 2 && ["data-ret-0", "data-ret-1"].allSatisfy { self.phase(h, .persistentVolumeClaims, $0) == "Bound" }
+        }
+        let first0 = try XCTUnwrap(h.get(.persistentVolumeClaims, "data-ret-0"))
+        let first1 = try XCTUnwrap(h.get(.persistentVolumeClaims, "data-ret-1"))
+        XCTAssertEqual(first0[path: ["metadata", "ownerReferences"]]?.arrayValue?.map { $0["uid"] }, [.string(set.uid)])
+
+        try h.edit(.statefulSets, "ret") { $0[path: ["spec", "replicas"]] = .int(1) }
+        h.waitUntil("data-ret-1 and its directory gone") {
+            h.get(.persistentVolumeClaims, "data-ret-1") == nil && !FileManager.default.fileExists(atPath: h.dir + "/volumes/pvc-\(first1.uid)")
+        }
+        XCTAssertEqual(h.get(.persistentVolumeClaims, "data-ret-0")?.uid, first0.uid, "the claim of a kept ordinal stays")
+
+        try h.edit(.statefulSets, "ret") { $0[path: ["spec", "replicas"]] = .int(2) }
+        h.waitUntil("a new data-ret-1 Bound") {
+            (h.get(.persistentVolumeClaims, "data-ret-1").map { $0.uid != first1.uid } ?? false) && self.phase(h, .persistentVolumeClaims, "data-ret-1") == "Bound"
+        }
+        h.waitUntil("2 ready") { h.readyPods("app=ret").count == 2 }
+
+        try h.store.delete(.statefulSets, namespace: "default", name: "ret")
+        h.waitUntil("claims, volumes and pods gone with the set") {
+            let claims = try h.store.list(.persistentVolumeClaims).items, volumes = try h.store.list(.persistentVolumes).items
+            return claims.isEmpty && volumes.isEmpty && h.pods("app=ret").isEmpty && h.runningPods.isEmpty
+        }
+    }
 }

@@ -51,6 +51,7 @@ final class StatefulSetController: Controller {
         }
 
         func revision(_ pod: JSONValue) -> String { pod.labels[ObjectFields.revisionHashLabel] ?? "" }
+        let retention = Self.retention(sts)
 
         /// The template of a revision: the set's own for the update revision, else one
         /// read back from a pod still at that revision.
@@ -122,6 +123,7 @@ final class StatefulSetController: Controller {
                 for (k, v) in sts[path: ["spec", "selector", "matchLabels"]]?.stringMap ?? [:] { labels[k] = v }
                 var meta: JSONValue = .object(["name": .string(claimName), "namespace": .string(namespace), "labels": ObjectFields.json(labels)])
                 meta["annotations"] = c[path: ["metadata", "annotations"]]
+                if retention.whenDeleted == "Delete" { meta["ownerReferences"] = .array([Self.claimOwner(sts)]) }
                 let pvc: JSONValue = .object(["metadata": meta, "spec": c["spec"] ?? .object([:])])
                 do {
                     try store.create(.persistentVolumeClaims, pvc)
@@ -141,6 +143,10 @@ final class StatefulSetController: Controller {
             byOrdinal[Self.ordinal(pod.name, of: name)!] = nil
             m.event(sts, "Normal", "SuccessfulDelete", "delete Pod \(pod.name) in StatefulSet \(name) successful\(why)", component: Self.component)
         }
+
+        // persistentVolumeClaimRetentionPolicy: the claims' owners say when they go (with the set,
+        // or with their pod once it is scaled away).
+        for (ord, pod) in byOrdinal { try claimOwners(sts, pod: pod, podName: "\(name)-\(ord)", condemned: ord >= replicas, retention) }
 
         var waiting = false
         // Create or replace the pods 0..N-1, in order unless Parallel.
@@ -182,6 +188,43 @@ final class StatefulSetController: Controller {
         }
         try writeStatus(sts, byOrdinal, currentRevision: currentRevision, updateRevision: updateRevision, replicas: replicas)
         return claimsTerminating ? .requeue(after: 0.5) : .done
+    }
+
+    /// `spec.persistentVolumeClaimRetentionPolicy` (Retain/Retain when unset).
+    static func retention(_ sts: JSONValue) -> (whenDeleted: String, whenScaled: String) {
+        let p = sts[path: ["spec", "persistentVolumeClaimRetentionPolicy"]]
+        return (p?["whenDeleted"]?.stringValue ?? "Retain", p?["whenScaled"]?.stringValue ?? "Retain")
+    }
+
+    /// An ownerReference that makes the garbage collector delete a claim with its owner (not a
+    /// controller reference: the claim is not the owner's to manage).
+    static func claimOwner(_ owner: JSONValue) -> JSONValue {
+        var ref = ObjectFields.ownerReference(owner)
+        ref["controller"] = .bool(false)
+        return ref
+    }
+
+    /// Sets the owners of the pod's claims as Kubernetes does for the retention policy: the pod,
+    /// when it is scaled away and `whenScaled` is Delete; else the set, when `whenDeleted` is
+    /// Delete; else none of them.
+    private func claimOwners(_ sts: JSONValue, pod: JSONValue, podName: String, condemned: Bool,
+                             _ retention: (whenDeleted: String, whenScaled: String)) throws {
+        for c in sts[path: ["spec", "volumeClaimTemplates"]]?.arrayValue ?? [] {
+            guard var claim = try? store.get(.persistentVolumeClaims, namespace: sts.namespace, name: "\(c.name)-\(podName)"),
+                  claim[path: ["metadata", "deletionTimestamp"]] == nil else { continue }
+            let old = claim[path: ["metadata", "ownerReferences"]]?.arrayValue ?? []
+            var refs = old.filter {
+                $0["uid"]?.stringValue != sts.uid && !($0["kind"]?.stringValue == "Pod" && $0["name"]?.stringValue == podName)
+            }
+            if condemned && retention.whenScaled == "Delete" {
+                refs.append(Self.claimOwner(pod))
+            } else if retention.whenDeleted == "Delete" {
+                refs.append(Self.claimOwner(sts))
+            }
+            guard refs != old else { continue }
+            claim[path: ["metadata", "ownerReferences"]] = refs.isEmpty ? nil : .array(refs)
+            try store.update(.persistentVolumeClaims, claim)
+        }
     }
 
     private func writeStatus(_ sts: JSONValue, _ pods: [Int: JSONValue], currentRevision: String, updateRevision: String, replicas: Int) throws {

@@ -2,7 +2,7 @@ import Foundation
 import Objects
 
 /// Kubernetes' validation of the storage kinds (PersistentVolumeClaim, PersistentVolume,
-/// StorageClass), on create and, with the stored object as `old`, on update: the field rules of
+/// StorageClass, a StatefulSet's claim retention policy), on create and, with the stored object as `old`, on update: the field rules of
 /// `ValidatePersistentVolumeClaim`, `ValidatePersistentVolume`, `ValidateStorageClass` and their
 /// update variants, with the same field paths and messages.
 enum StorageValidation {
@@ -21,6 +21,13 @@ enum StorageValidation {
             volume(o, old: old, add)
         case .storageClasses:
             storageClass(o, old: old, add)
+        case .statefulSets:
+            for when in ["whenDeleted", "whenScaled"] {
+                if let v = o[path: ["spec", "persistentVolumeClaimRetentionPolicy", when]], v != .null, v != .string("Retain"), v != .string("Delete") {
+                    add("spec.persistentVolumeClaimRetentionPolicy.\(when)", "FieldValueNotSupported",
+                        "Unsupported value: \(v.stringValue.map { "\"\($0)\"" } ?? v.jsonString): supported values: \"Retain\", \"Delete\"")
+                }
+            }
         default:
             break
         }
