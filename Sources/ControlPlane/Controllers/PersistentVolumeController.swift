@@ -38,11 +38,14 @@ final class PersistentVolumeController: Controller {
     init(manager: ControllerManager) { m = manager }
     var store: Store { m.store }
 
-    /// Where provisioned volumes live: the option, else `volumes` beside the agent's data
-    /// directory (`<data>/volumes` for `portico serve --data <data>`, whose agent has `<data>/node`).
+    /// Where provisioned volumes live, as an absolute path (a volume's hostPath must be one): the
+    /// option, else `volumes` beside the agent's data directory (`<data>/volumes` for
+    /// `portico serve --data <data>`, whose agent has `<data>/node`).
     var volumesDirectory: String {
-        if let d = m.options.volumesDirectory { return d }
-        return ((m.agent.configuration.dataDirectory as NSString).deletingLastPathComponent as NSString).appendingPathComponent("volumes")
+        let d = m.options.volumesDirectory
+            ?? ((m.agent.configuration.dataDirectory as NSString).deletingLastPathComponent as NSString).appendingPathComponent("volumes")
+        let absolute = d.hasPrefix("/") ? d : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(d)
+        return (absolute as NSString).standardizingPath
     }
 
     /// Creates the default StorageClass `local-path` when no class is marked default.
