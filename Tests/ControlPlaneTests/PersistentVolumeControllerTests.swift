@@ -374,17 +374,23 @@ final class PersistentVolumeControllerTests: XCTestCase {
         h.waitUntil("ready") { h.readyPods("app=one").count == 1 && self.phase(h, .persistentVolumeClaims, "data-one-0") == "Bound" }
         let oldClaim = try XCTUnwrap(h.get(.persistentVolumeClaims, "data-one-0"))
         let oldPod = try XCTUnwrap(h.get(.pods, "one-0"))
+        // A second pod holds the claim, so it stays Terminating after one-0 is gone.
+        try h.store.create(.pods, try JSONValue.parse(podJSON("holder", claim: "data-one-0")))
+        h.waitUntil("holder running") { ObjectFields.phase(h.get(.pods, "holder") ?? .null) == "Running" }
         try h.store.delete(.persistentVolumeClaims, namespace: "default", name: "data-one-0")
-        XCTAssertNotNil(h.get(.persistentVolumeClaims, "data-one-0")?[path: ["metadata", "deletionTimestamp"]], "Terminating: one-0 uses it")
+        XCTAssertNotNil(h.get(.persistentVolumeClaims, "data-one-0")?[path: ["metadata", "deletionTimestamp"]], "Terminating: pods use it")
         try h.store.delete(.pods, namespace: "default", name: "one-0")
+        h.waitUntil("the set waits for the claim") {
+            h.events(for: "one").contains("FailedCreate: create Pod one-0 in StatefulSet one failed error: pvc data-one-0 is being deleted")
+        }
+        XCTAssertNil(h.get(.pods, "one-0"), "no pod on a Terminating claim")
+        try h.store.delete(.pods, namespace: "default", name: "holder")
         h.waitUntil("a new claim and pod") {
             guard let c = h.get(.persistentVolumeClaims, "data-one-0"), let p = h.get(.pods, "one-0") else { return false }
             return c.uid != oldClaim.uid && p.uid != oldPod.uid && ObjectFields.isReady(p) && self.phase(h, .persistentVolumeClaims, "data-one-0") == "Bound"
         }
         XCTAssertNil(pv(h, "pvc-\(oldClaim.uid)"), "the old claim's volume was deleted (class local-path: Delete)")
         XCTAssertFalse(FileManager.default.fileExists(atPath: h.dir + "/volumes/pvc-\(oldClaim.uid)"))
-        XCTAssertTrue(h.events(for: "one").contains("FailedCreate: create Pod one-0 in StatefulSet one failed error: pvc data-one-0 is being deleted"),
-                      "\(h.events(for: "one"))")
     }
 
     /// persistentVolumeClaimRetentionPolicy Delete/Delete: a scaled-away ordinal's claim goes
