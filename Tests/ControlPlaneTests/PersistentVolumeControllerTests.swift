@@ -108,6 +108,29 @@ final class PersistentVolumeControllerTests: XCTestCase {
         XCTAssertEqual(lookup(h, "ro"), .bound(path: h.dir + "/static-d", readOnly: true))
         XCTAssertEqual(phase(h, .persistentVolumes, "pv-a"), "Available")
         XCTAssertEqual(phase(h, .persistentVolumes, "pv-e"), "Available")
+        // A selector picks by label: only pv-l (labelled) though pv-a is as small; a claim
+        // with a selector gets no volume provisioned.
+        try FileManager.default.createDirectory(atPath: h.dir + "/static-l", withIntermediateDirectories: true)
+        var labelled = try JSONValue.parse(volumeJSON("pv-l", size: "1Gi", path: h.dir + "/static-l"))
+        labelled[path: ["metadata", "labels"]] = .object(["tier": .string("fast")])
+        try h.store.create(.persistentVolumes, labelled)
+        try h.store.create(.persistentVolumeClaims, try JSONValue.parse(claimJSON("sel", size: "1Gi", extra: #","storageClassName":"manual","selector":{"matchLabels":{"tier":"fast"}}"#)))
+        h.waitUntil("sel Bound") { self.phase(h, .persistentVolumeClaims, "sel") == "Bound" }
+        XCTAssertEqual(h.get(.persistentVolumeClaims, "sel")?[path: ["spec", "volumeName"]]?.stringValue, "pv-l")
+        try h.store.create(.persistentVolumeClaims, try JSONValue.parse(claimJSON("sel2", size: "1Gi", extra: #","selector":{"matchLabels":{"tier":"fast"}}"#)))
+        h.waitUntil("sel2 not provisioned") {
+            h.events(for: "sel2").contains("ProvisioningFailed: failed to provision volume with StorageClass \"local-path\": claim Selector is not supported")
+        }
+        XCTAssertEqual(phase(h, .persistentVolumeClaims, "sel2"), "Pending")
+        // A request given as a JSON number is a quantity too; the volume gets it as text.
+        try h.store.create(.persistentVolumeClaims, try JSONValue.parse(
+            #"{"metadata":{"name":"num"},"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":1048576}}}}"#))
+        h.waitUntil("num Bound") { self.phase(h, .persistentVolumeClaims, "num") == "Bound" }
+        let num = try XCTUnwrap(h.get(.persistentVolumeClaims, "num"))
+        XCTAssertEqual(pv(h, "pvc-\(num.uid)")?[path: ["spec", "capacity", "storage"]], .string("1048576"))
+        XCTAssertEqual(APITable.table(.persistentVolumeClaims, [num], resourceVersion: "1")[path: ["rows"]]?.arrayValue?.first?["cells"]?.arrayValue?[3],
+                       .string("1048576"), "CAPACITY column")
+
         // No class and no volume left that fits: Pending, no directory made for a static class.
         try h.store.create(.persistentVolumeClaims, try JSONValue.parse(claimJSON("none", size: "50Gi", extra: #","storageClassName":"manual""#)))
         h.waitUntil("ProvisioningFailed for a class that does not exist") {
@@ -245,6 +268,9 @@ final class PersistentVolumeControllerTests: XCTestCase {
         XCTAssertEqual(fields(.persistentVolumes, volumeJSON("q", size: "1Gi", path: "relative")), ["spec.hostPath.path"])
         XCTAssertEqual(fields(.persistentVolumes, volumeJSON("r", size: "1Gi", path: "/x", policy: "Shred")), ["spec.persistentVolumeReclaimPolicy"])
         XCTAssertEqual(fields(.storageClasses, #"{"metadata":{"name":"s"}}"#), ["provisioner"])
+        var sts = try JSONValue.parse(statefulSetJSON("v", replicas: 1))
+        sts[path: ["spec", "volumeClaimTemplates"]] = try JSONValue.parse(#"[{"metadata":{"name":"data"},"spec":{"resources":{"requests":{"storage":"1Gi"}}}}]"#)
+        XCTAssertEqual(fields(.statefulSets, sts.jsonString), ["spec.volumeClaimTemplates[0].spec.accessModes"])
         XCTAssertEqual(fields(.storageClasses, #"{"metadata":{"name":"t"},"provisioner":"x","volumeBindingMode":"Later"}"#), ["volumeBindingMode"])
         do {
             try store.create(.persistentVolumeClaims, try JSONValue.parse(claimJSON("b", modes: #"["ReadWriteSometimes"]"#)))

@@ -161,7 +161,7 @@ enum APITable {
                         s(o[path: ["metadata", "deletionTimestamp"]] != nil ? "Terminating" : str(o, ["status", "phase"], "Pending"))
                     },
                     Column(name: "Volume") { s(str($0, ["spec", "volumeName"], "")) },
-                    Column(name: "Capacity") { s(str($0, ["status", "capacity", "storage"], "")) },
+                    Column(name: "Capacity") { s(StorageValidation.quantityText($0[path: ["status", "capacity", "storage"]])) },
                     Column(name: "Access Modes") { o in
                         s((o[path: ["status", "accessModes"]]?.arrayValue ?? []).compactMap(\.stringValue).map(accessMode).joined(separator: ","))
                     },
@@ -170,7 +170,7 @@ enum APITable {
                     Column(name: "VolumeMode", priority: 1) { s(str($0, ["spec", "volumeMode"], "Filesystem")) }]
         case .persistentVolumes:
             return [name,
-                    Column(name: "Capacity") { s(str($0, ["spec", "capacity", "storage"], "")) },
+                    Column(name: "Capacity") { s(StorageValidation.quantityText($0[path: ["spec", "capacity", "storage"]])) },
                     Column(name: "Access Modes") { o in
                         s((o[path: ["spec", "accessModes"]]?.arrayValue ?? []).compactMap(\.stringValue).map(accessMode).joined(separator: ","))
                     },

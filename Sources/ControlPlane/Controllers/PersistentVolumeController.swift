@@ -164,6 +164,11 @@ final class PersistentVolumeController: Controller {
                     component: Self.component)
             return .done
         }
+        // As Kubernetes' provisioners: a claim that selects volumes by label gets none made.
+        if ObjectFields.selector(claim[path: ["spec", "selector"]]) != nil {
+            m.event(claim, "Warning", "ProvisioningFailed", "failed to provision volume with StorageClass \"\(cls.name)\": claim Selector is not supported", component: Self.component)
+            return .done
+        }
         if cls["volumeBindingMode"]?.stringValue == "WaitForFirstConsumer" && usersInStore(claim).isEmpty {
             m.event(claim, "Normal", "WaitForFirstConsumer", "waiting for first consumer to be created before binding", component: Self.component)
             return .done
@@ -321,7 +326,7 @@ final class PersistentVolumeController: Controller {
                                  "annotations": .object([Self.provisionedBy: .string(Self.provisioner)]),
                                  "finalizers": .array([.string(Self.volumeProtection)])]),
             "spec": .object([
-                "capacity": .object(["storage": claim[path: ["spec", "resources", "requests", "storage"]] ?? .string("0")]),
+                "capacity": .object(["storage": .string(StorageValidation.quantityText(claim[path: ["spec", "resources", "requests", "storage"]]))]),
                 "accessModes": claim[path: ["spec", "accessModes"]] ?? .array([]),
                 "hostPath": .object(["path": .string(path), "type": .string("Directory")]),
                 "persistentVolumeReclaimPolicy": .string(cls["reclaimPolicy"]?.stringValue ?? "Delete"),
@@ -366,7 +371,7 @@ final class PersistentVolumeController: Controller {
             m.event(claim, "Warning", "VolumeResizeFailed", "only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize", component: Self.component)
             return
         }
-        let size = claim[path: ["spec", "resources", "requests", "storage"]] ?? .string("0")
+        let size = JSONValue.string(StorageValidation.quantityText(claim[path: ["spec", "resources", "requests", "storage"]]))
         var v = pv
         v[path: ["spec", "capacity", "storage"]] = size
         try store.update(.persistentVolumes, v)
@@ -375,7 +380,7 @@ final class PersistentVolumeController: Controller {
         var c = claim
         c["status"] = status
         try store.updateStatus(.persistentVolumeClaims, c)
-        m.event(claim, "Normal", "VolumeResizeSuccessful", "resize volume \"\(pv.name)\" to \(size.stringValue ?? size.jsonString) successful", component: Self.component)
+        m.event(claim, "Normal", "VolumeResizeSuccessful", "resize volume \"\(pv.name)\" to \(size.stringValue ?? "") successful", component: Self.component)
     }
 
     // MARK: - Volumes

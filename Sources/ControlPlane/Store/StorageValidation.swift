@@ -22,6 +22,15 @@ enum StorageValidation {
         case .storageClasses:
             storageClass(o, old: old, add)
         case .statefulSets:
+            // Each volumeClaimTemplate must make a valid claim (checked here, not at each
+            // ordinal's claim creation).
+            for (i, t) in (o[path: ["spec", "volumeClaimTemplates"]]?.arrayValue ?? []).enumerated() {
+                let prefix = "spec.volumeClaimTemplates[\(i)]"
+                if (t[path: ["metadata", "name"]]?.stringValue ?? "").isEmpty {
+                    add("\(prefix).metadata.name", "FieldValueRequired", "Required value")
+                }
+                claim(t, old: nil) { field, reason, message in add("\(prefix).\(field)", reason, message) }
+            }
             for when in ["whenDeleted", "whenScaled"] {
                 if let v = o[path: ["spec", "persistentVolumeClaimRetentionPolicy", when]], v != .null, v != .string("Retain"), v != .string("Delete") {
                     add("spec.persistentVolumeClaimRetentionPolicy.\(when)", "FieldValueNotSupported",
@@ -153,6 +162,16 @@ enum StorageValidation {
         }
         if list.count > 1 && list.contains(.string("ReadWriteOncePod")) {
             add(field, "FieldValueForbidden", "Forbidden: may not use ReadWriteOncePod with other access modes")
+        }
+    }
+
+    /// A quantity as text (`1Gi`; a JSON number as its digits), for tables and copies.
+    static func quantityText(_ value: JSONValue?) -> String {
+        switch value {
+        case .string(let s)?: return s
+        case .int(let i)?: return String(i)
+        case .double(let d)?: return d == d.rounded() && abs(d) < 1e18 ? String(Int(d)) : String(d)
+        default: return ""
         }
     }
 
