@@ -209,7 +209,14 @@ final class APITests: XCTestCase {
         XCTAssertEqual(pods?["shortNames"], .array([.string("po")]))
         let (_, groups) = try curl("GET", "/apis")
         XCTAssertEqual(Set(groups["groups"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []),
-                       ["apps", "networking.k8s.io", "discovery.k8s.io"])
+                       ["apps", "networking.k8s.io", "discovery.k8s.io", "storage.k8s.io"])
+        let pv = core["resources"]?.arrayValue?.first { $0["name"] == .string("persistentvolumes") }
+        XCTAssertEqual(pv?["shortNames"], .array([.string("pv")]))
+        XCTAssertEqual(pv?["namespaced"], .bool(false))
+        let (_, storage) = try curl("GET", "/apis/storage.k8s.io/v1")
+        let sc = storage["resources"]?.arrayValue?.first { $0["name"] == .string("storageclasses") }
+        XCTAssertEqual(sc?["shortNames"], .array([.string("sc")]))
+        XCTAssertEqual(sc?["namespaced"], .bool(false))
         let (_, apps) = try curl("GET", "/apis/apps/v1")
         XCTAssertTrue(apps["resources"]?.arrayValue?.contains { $0["name"] == .string("deployments/scale") } ?? false)
     }

@@ -97,8 +97,9 @@ final class ControllerStatefulSetTests: XCTestCase {
         try h.store.create(.statefulSets, sts)
         h.waitUntil("2 ready") { h.readyPods("app=vol").count == 2 }
         for n in ["vol-0", "vol-1"] {
+            // The volume controller binds it (the StatefulSet controller creates it Pending).
+            h.waitUntil("data-\(n) Bound") { h.get(.persistentVolumeClaims, "data-\(n)")?[path: ["status", "phase"]]?.stringValue == "Bound" }
             let pvc = try XCTUnwrap(h.get(.persistentVolumeClaims, "data-\(n)"))
-            XCTAssertEqual(pvc[path: ["status", "phase"]]?.stringValue, "Bound")
             XCTAssertEqual(pvc.labels["app"], "vol")
             let volumes = h.get(.pods, n)?[path: ["spec", "volumes"]]?.arrayValue ?? []
             XCTAssertEqual(volumes.first?[path: ["persistentVolumeClaim", "claimName"]]?.stringValue, "data-\(n)")

@@ -157,13 +157,43 @@ enum APITable {
                     Column(name: "Name", format: "name", priority: 1) { s($0.name) }]
         case .persistentVolumeClaims:
             return [name,
-                    Column(name: "Status") { s(str($0, ["status", "phase"], "Pending")) },
+                    Column(name: "Status") { o in
+                        s(o[path: ["metadata", "deletionTimestamp"]] != nil ? "Terminating" : str(o, ["status", "phase"], "Pending"))
+                    },
                     Column(name: "Volume") { s(str($0, ["spec", "volumeName"], "")) },
-                    Column(name: "Capacity") { s(str($0, ["status", "capacity", "storage"], "")) },
+                    Column(name: "Capacity") { s(StorageValidation.quantityText($0[path: ["status", "capacity", "storage"]])) },
                     Column(name: "Access Modes") { o in
                         s((o[path: ["status", "accessModes"]]?.arrayValue ?? []).compactMap(\.stringValue).map(accessMode).joined(separator: ","))
                     },
                     Column(name: "StorageClass") { s(str($0, ["spec", "storageClassName"], "")) },
+                    ageColumn,
+                    Column(name: "VolumeMode", priority: 1) { s(str($0, ["spec", "volumeMode"], "Filesystem")) }]
+        case .persistentVolumes:
+            return [name,
+                    Column(name: "Capacity") { s(StorageValidation.quantityText($0[path: ["spec", "capacity", "storage"]])) },
+                    Column(name: "Access Modes") { o in
+                        s((o[path: ["spec", "accessModes"]]?.arrayValue ?? []).compactMap(\.stringValue).map(accessMode).joined(separator: ","))
+                    },
+                    Column(name: "Reclaim Policy") { s(str($0, ["spec", "persistentVolumeReclaimPolicy"], "Retain")) },
+                    Column(name: "Status") { o in
+                        s(o[path: ["metadata", "deletionTimestamp"]] != nil ? "Terminating" : str(o, ["status", "phase"], "Pending"))
+                    },
+                    Column(name: "Claim") { o in
+                        let ns = str(o, ["spec", "claimRef", "namespace"], ""), n = str(o, ["spec", "claimRef", "name"], "")
+                        return s(n.isEmpty ? "" : "\(ns)/\(n)")
+                    },
+                    Column(name: "StorageClass") { s(str($0, ["spec", "storageClassName"], "")) },
+                    Column(name: "Reason") { s(str($0, ["status", "reason"], "")) },
+                    ageColumn,
+                    Column(name: "VolumeMode", priority: 1) { s(str($0, ["spec", "volumeMode"], "Filesystem")) }]
+        case .storageClasses:
+            return [Column(name: "Name", format: "name") { o in
+                        s(o[path: ["metadata", "annotations", "storageclass.kubernetes.io/is-default-class"]]?.stringValue == "true" ? "\(o.name) (default)" : o.name)
+                    },
+                    Column(name: "Provisioner") { s(str($0, ["provisioner"], "")) },
+                    Column(name: "ReclaimPolicy") { s(str($0, ["reclaimPolicy"], "Delete")) },
+                    Column(name: "VolumeBindingMode") { s(str($0, ["volumeBindingMode"], "Immediate")) },
+                    Column(name: "AllowVolumeExpansion", type: "boolean") { .bool($0["allowVolumeExpansion"] == .bool(true)) },
                     ageColumn]
         case .endpointSlices:
             return [name,

@@ -29,13 +29,17 @@ public struct ControllerOptions {
     /// Where ClusterIPs come from (a /16; the first two octets).
     public var clusterIPPrefix = "127.2"
     public var nodePortRange: ClosedRange<Int> = 30000...32767
+    /// Where the `portico.io/local` provisioner makes volume directories; nil: `volumes` beside
+    /// the agent's data directory (`<data>/volumes` next to `<data>/node`).
+    public var volumesDirectory: String?
 
     public init() {}
 }
 
 /// Runs the control plane's reconcile loops over one store and one node agent: Deployments,
 /// ReplicaSets, StatefulSets, the pods' API side (the kubelet's sync), Services (ClusterIP and
-/// NodePort allocation), Endpoints and EndpointSlices, and Ingress status.
+/// NodePort allocation), Endpoints and EndpointSlices, Ingress status, and PersistentVolumeClaims
+/// with their PersistentVolumes.
 ///
 /// Each object kind is listed and watched into one work queue of `controller/namespace/name`
 /// keys; each controller's `sync` compares desired with observed state in the store and takes
@@ -67,6 +71,7 @@ public final class ControllerManager {
     lazy var services = ServiceController(manager: self)
     lazy var endpoints = EndpointsController(manager: self)
     lazy var ingresses = IngressStatusController(manager: self)
+    lazy var volumes = PersistentVolumeController(manager: self)
 
     public init(store: Store, agent: NodeAgent, loop: EventLoop, options: ControllerOptions = ControllerOptions()) {
         self.store = store; self.agent = agent; self.loop = loop; self.options = options
@@ -81,12 +86,13 @@ public final class ControllerManager {
         started = true
         loopThread = pthread_self()
         loop.register(timers, events: EPOLLIN.rawValue, edgeTriggered: false)
-        for c in [pods, replicaSets, deployments, statefulSets, services, endpoints, ingresses] as [Controller] {
+        for c in [pods, replicaSets, deployments, statefulSets, services, endpoints, ingresses, volumes] as [Controller] {
             controllers[c.name] = c
         }
         queue.process = { [unowned self] item in
             guard let c = self.controllers[item.controller] else { return nil }
-            let parts = item.key.split(separator: "/", maxSplits: 1).map(String.init)
+            // `/name` for cluster-scoped objects: an empty namespace.
+            let parts = item.key.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             guard parts.count == 2 else { return nil }
             switch try c.sync(namespace: parts[0], name: parts[1]) {
             case .done: return nil
@@ -94,7 +100,9 @@ public final class ControllerManager {
             }
         }
         pods.attach()
-        for type in [ResourceType.services, .pods, .replicaSets, .deployments, .statefulSets, .endpoints, .endpointSlices, .ingresses] {
+        volumes.start()
+        for type in [ResourceType.services, .pods, .replicaSets, .deployments, .statefulSets, .endpoints, .endpointSlices, .ingresses,
+                     .persistentVolumeClaims, .persistentVolumes, .storageClasses] {
             do {
                 watches.append(try store.watch(type) { [weak self] e in self?.received(e) })
             } catch {
@@ -165,6 +173,7 @@ public final class ControllerManager {
             for svc in (try? store.list(.services, namespace: ns).items) ?? [] where svc[path: ["spec", "selector"]] != nil {
                 enqueue(endpoints.name, ns, svc.name)
             }
+            volumes.podChanged(o)
         case .services:
             enqueue(services.name, ns, o.name)
             enqueue(endpoints.name, ns, o.name)
@@ -174,6 +183,8 @@ public final class ControllerManager {
             if let svc = o.labels[EndpointSlice.serviceNameLabel] { enqueue(endpoints.name, ns, svc) }
         case .ingresses:
             enqueue(ingresses.name, ns, o.name)
+        case .persistentVolumeClaims, .persistentVolumes, .storageClasses:
+            volumes.route(e)
         default:
             break
         }
@@ -200,6 +211,7 @@ public final class ControllerManager {
         let kinds: [(ResourceType, [Controller])] = [
             (.services, [services, endpoints]), (.deployments, [deployments]), (.replicaSets, [replicaSets]),
             (.statefulSets, [statefulSets]), (.pods, [pods]), (.ingresses, [ingresses]),
+            (.persistentVolumeClaims, [volumes]), (.persistentVolumes, [volumes]),
         ]
         for (type, cs) in kinds {
             for o in (try? store.list(type).items) ?? [] { for c in cs { enqueue(c.name, o.namespace, o.name) } }

@@ -51,6 +51,7 @@ final class StatefulSetController: Controller {
         }
 
         func revision(_ pod: JSONValue) -> String { pod.labels[ObjectFields.revisionHashLabel] ?? "" }
+        let retention = Self.retention(sts)
 
         /// The template of a revision: the set's own for the update revision, else one
         /// read back from a pod still at that revision.
@@ -65,6 +66,9 @@ final class StatefulSetController: Controller {
             for k in ["nodeName", "hostname", "subdomain"] { t[path: ["spec", k]] = nil }
             return t
         }
+
+        /// A claim of a pod to create is still being deleted: look again soon.
+        var claimsTerminating = false
 
         func create(_ ord: Int) throws {
             let podName = "\(name)-\(ord)"
@@ -82,7 +86,7 @@ final class StatefulSetController: Controller {
             meta["annotations"] = t[path: ["metadata", "annotations"]]
             meta["ownerReferences"] = .array([ObjectFields.ownerReference(sts)])
             var spec = t["spec"] ?? .object([:])
-            try claims(for: podName, ordinal: ord)
+            guard try claims(for: podName, ordinal: ord) else { claimsTerminating = true; return }
             var volumes = spec["volumes"]?.arrayValue ?? []
             for c in sts[path: ["spec", "volumeClaimTemplates"]]?.arrayValue ?? [] where !volumes.contains(where: { $0["name"] == c[path: ["metadata", "name"]] }) {
                 volumes.append(.object(["name": c[path: ["metadata", "name"]] ?? .string(""),
@@ -101,26 +105,37 @@ final class StatefulSetController: Controller {
         }
 
         /// One PersistentVolumeClaim per volumeClaimTemplate and ordinal (`<claim>-<pod>`), made
-        /// before the pod and kept after it (Kubernetes' default retention), shown Bound: the
-        /// node agent gives claims local storage.
-        func claims(for podName: String, ordinal: Int) throws {
+        /// Pending before the pod (the volume controller binds it) and kept after the pod and
+        /// after a scale-down (Kubernetes' default retention, Retain/Retain), so the ordinal
+        /// finds the same claim, and data, when it comes back. False (no pod yet) while a claim
+        /// is Terminating: a new pod would keep it from going, and then lose it.
+        func claims(for podName: String, ordinal: Int) throws -> Bool {
             for c in sts[path: ["spec", "volumeClaimTemplates"]]?.arrayValue ?? [] {
                 let claimName = "\(c.name)-\(podName)"
-                if (try? store.get(.persistentVolumeClaims, namespace: namespace, name: claimName)) != nil { continue }
+                if let existing = try? store.get(.persistentVolumeClaims, namespace: namespace, name: claimName) {
+                    if existing[path: ["metadata", "deletionTimestamp"]] != nil {
+                        m.event(sts, "Warning", "FailedCreate", "create Pod \(podName) in StatefulSet \(name) failed error: pvc \(claimName) is being deleted", component: Self.component)
+                        return false
+                    }
+                    continue
+                }
                 var labels = c[path: ["metadata", "labels"]]?.stringMap ?? [:]
                 for (k, v) in sts[path: ["spec", "selector", "matchLabels"]]?.stringMap ?? [:] { labels[k] = v }
-                let pvc: JSONValue = .object([
-                    "metadata": .object(["name": .string(claimName), "namespace": .string(namespace), "labels": ObjectFields.json(labels)]),
-                    "spec": c["spec"] ?? .object([:]),
-                ])
-                var created = try store.create(.persistentVolumeClaims, pvc)
-                var status: JSONValue = .object(["phase": .string("Bound")])
-                status["accessModes"] = c[path: ["spec", "accessModes"]]
-                if let size = c[path: ["spec", "resources", "requests", "storage"]] { status["capacity"] = .object(["storage": size]) }
-                created["status"] = status
-                try store.updateStatus(.persistentVolumeClaims, created)
+                var meta: JSONValue = .object(["name": .string(claimName), "namespace": .string(namespace), "labels": ObjectFields.json(labels)])
+                meta["annotations"] = c[path: ["metadata", "annotations"]]
+                if retention.whenDeleted == "Delete" { meta["ownerReferences"] = .array([Self.claimOwner(sts)]) }
+                let pvc: JSONValue = .object(["metadata": meta, "spec": c["spec"] ?? .object([:])])
+                do {
+                    try store.create(.persistentVolumeClaims, pvc)
+                } catch let e as StoreError where e.reason == .alreadyExists {
+                    continue
+                } catch {
+                    m.event(sts, "Warning", "FailedCreate", "create Claim \(claimName) for Pod \(podName) in StatefulSet \(name) failed error: \(error)", component: Self.component)
+                    throw error
+                }
                 m.event(sts, "Normal", "SuccessfulCreate", "create Claim \(claimName) Pod \(podName) in StatefulSet \(name) success", component: Self.component)
             }
+            return true
         }
 
         func delete(_ pod: JSONValue, _ why: String) {
@@ -128,6 +143,10 @@ final class StatefulSetController: Controller {
             byOrdinal[Self.ordinal(pod.name, of: name)!] = nil
             m.event(sts, "Normal", "SuccessfulDelete", "delete Pod \(pod.name) in StatefulSet \(name) successful\(why)", component: Self.component)
         }
+
+        // persistentVolumeClaimRetentionPolicy: the claims' owners say when they go (with the set,
+        // or with their pod once it is scaled away).
+        for (ord, pod) in byOrdinal { try claimOwners(sts, pod: pod, podName: "\(name)-\(ord)", condemned: ord >= replicas, retention) }
 
         var waiting = false
         // Create or replace the pods 0..N-1, in order unless Parallel.
@@ -168,7 +187,44 @@ final class StatefulSetController: Controller {
             }
         }
         try writeStatus(sts, byOrdinal, currentRevision: currentRevision, updateRevision: updateRevision, replicas: replicas)
-        return .done
+        return claimsTerminating ? .requeue(after: 0.5) : .done
+    }
+
+    /// `spec.persistentVolumeClaimRetentionPolicy` (Retain/Retain when unset).
+    static func retention(_ sts: JSONValue) -> (whenDeleted: String, whenScaled: String) {
+        let p = sts[path: ["spec", "persistentVolumeClaimRetentionPolicy"]]
+        return (p?["whenDeleted"]?.stringValue ?? "Retain", p?["whenScaled"]?.stringValue ?? "Retain")
+    }
+
+    /// An ownerReference that makes the garbage collector delete a claim with its owner (not a
+    /// controller reference: the claim is not the owner's to manage).
+    static func claimOwner(_ owner: JSONValue) -> JSONValue {
+        var ref = ObjectFields.ownerReference(owner)
+        ref["controller"] = .bool(false)
+        return ref
+    }
+
+    /// Sets the owners of the pod's claims as Kubernetes does for the retention policy: the pod,
+    /// when it is scaled away and `whenScaled` is Delete; else the set, when `whenDeleted` is
+    /// Delete; else none of them.
+    private func claimOwners(_ sts: JSONValue, pod: JSONValue, podName: String, condemned: Bool,
+                             _ retention: (whenDeleted: String, whenScaled: String)) throws {
+        for c in sts[path: ["spec", "volumeClaimTemplates"]]?.arrayValue ?? [] {
+            guard var claim = try? store.get(.persistentVolumeClaims, namespace: sts.namespace, name: "\(c.name)-\(podName)"),
+                  claim[path: ["metadata", "deletionTimestamp"]] == nil else { continue }
+            let old = claim[path: ["metadata", "ownerReferences"]]?.arrayValue ?? []
+            var refs = old.filter {
+                $0["uid"]?.stringValue != sts.uid && !($0["kind"]?.stringValue == "Pod" && $0["name"]?.stringValue == podName)
+            }
+            if condemned && retention.whenScaled == "Delete" {
+                refs.append(Self.claimOwner(pod))
+            } else if retention.whenDeleted == "Delete" {
+                refs.append(Self.claimOwner(sts))
+            }
+            guard refs != old else { continue }
+            claim[path: ["metadata", "ownerReferences"]] = refs.isEmpty ? nil : .array(refs)
+            try store.update(.persistentVolumeClaims, claim)
+        }
     }
 
     private func writeStatus(_ sts: JSONValue, _ pods: [Int: JSONValue], currentRevision: String, updateRevision: String, replicas: Int) throws {

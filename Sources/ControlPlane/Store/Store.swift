@@ -230,12 +230,30 @@ public final class Store {
     /// name its uid) are deleted after it, recursively, as Kubernetes' background cascading
     /// deletion does, or orphaned. Deleting a namespace deletes everything in it.
     /// `resourceVersion`, when given, must be current (a precondition, as DeleteOptions has).
+    ///
+    /// An object with `metadata.finalizers` is not removed: it gets `metadata.deletionTimestamp`
+    /// (Terminating) and is returned as it is now; the update that empties its finalizers
+    /// removes it (with the cascade above), as Kubernetes' graceful deletion does.
     @discardableResult
     public func delete(_ type: ResourceType, namespace: String, name: String, propagation: Propagation = .background,
                        resourceVersion: String? = nil) throws -> JSONValue {
         lock.lock(); defer { lock.unlock() }
         let o = try get(type, namespace: namespace, name: name)
         if let rv = resourceVersion, !rv.isEmpty, rv != o.resourceVersion { throw StoreError.conflict(type, name) }
+        if !(o[path: ["metadata", "finalizers"]]?.arrayValue ?? []).isEmpty {
+            if o[path: ["metadata", "deletionTimestamp"]] != nil { return o }
+            var marked = o
+            marked[path: ["metadata", "deletionTimestamp"]] = .string(Store.timestamp())
+            marked[path: ["metadata", "deletionGracePeriodSeconds"]] = .int(0)
+            try commit([(.modified, type, marked)])
+            return try get(type, namespace: namespace, name: name)
+        }
+        return try remove(type, o, propagation: propagation)
+    }
+
+    /// Removes `o` from the store, then deletes or orphans its dependents.
+    private func remove(_ type: ResourceType, _ o: JSONValue, propagation: Propagation) throws -> JSONValue {
+        let name = o.name
         var deleted = o
         deleted[path: ["metadata", "resourceVersion"]] = .string(String(currentRevision + 1))
         try commit([(.deleted, type, deleted)])
@@ -349,16 +367,27 @@ public final class Store {
 
     private func replace(_ type: ResourceType, old: JSONValue, new: JSONValue, dryRun: Bool) throws -> JSONValue {
         var o = new
-        for field in ["uid", "creationTimestamp", "generation", "resourceVersion"] {
+        for field in ["uid", "creationTimestamp", "generation", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
             o[path: ["metadata", field]] = old[path: ["metadata", field]]
         }
         if o == old { return old }
+        if old[path: ["metadata", "deletionTimestamp"]] != nil {
+            let before = Set((old[path: ["metadata", "finalizers"]]?.arrayValue ?? []).compactMap(\.stringValue))
+            if (o[path: ["metadata", "finalizers"]]?.arrayValue ?? []).contains(where: { !before.contains($0.stringValue ?? "") }) {
+                throw StoreError.invalid(type, o.name, [StoreError.Cause(field: "metadata.finalizers", reason: "FieldValueForbidden",
+                                                                         message: "Forbidden: no new finalizers can be added if the object is being deleted")])
+            }
+        }
         try validate(type, o, old: old)
         func spec(_ v: JSONValue) -> JSONValue { var s = v; s["metadata"] = nil; s["status"] = nil; return s }
         if spec(o) != spec(old) {
             o[path: ["metadata", "generation"]] = .int((old[path: ["metadata", "generation"]]?.intValue ?? 1) + 1)
         }
         if dryRun { return o }
+        // A Terminating object whose last finalizer went: it is removed now.
+        if o[path: ["metadata", "deletionTimestamp"]] != nil, (o[path: ["metadata", "finalizers"]]?.arrayValue ?? []).isEmpty {
+            return try remove(type, o, propagation: .background)
+        }
         o[path: ["metadata", "resourceVersion"]] = .string(String(currentRevision + 1))
         try commit([(.modified, type, o)])
         return o
@@ -396,7 +425,7 @@ public final class Store {
     }
 
     private func validate(_ type: ResourceType, _ o: JSONValue, old: JSONValue? = nil) throws {
-        let causes = StoreValidation.validate(type, o, old: old)
+        let causes = StoreValidation.validate(type, o, old: old) + StorageValidation.validate(type, o, old: old)
         if !causes.isEmpty { throw StoreError.invalid(type, o.name, causes) }
     }
 

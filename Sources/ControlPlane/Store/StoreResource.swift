@@ -31,6 +31,8 @@ public struct ResourceType: Hashable, Sendable {
     public static let secrets = ResourceType(group: "", version: "v1", resource: "secrets", kind: "Secret")
     public static let events = ResourceType(group: "", version: "v1", resource: "events", kind: "Event", shortNames: ["ev"])
     public static let persistentVolumeClaims = ResourceType(group: "", version: "v1", resource: "persistentvolumeclaims", kind: "PersistentVolumeClaim", shortNames: ["pvc"], hasStatus: true)
+    public static let persistentVolumes = ResourceType(group: "", version: "v1", resource: "persistentvolumes", kind: "PersistentVolume", namespaced: false, shortNames: ["pv"], hasStatus: true)
+    public static let storageClasses = ResourceType(group: "storage.k8s.io", version: "v1", resource: "storageclasses", kind: "StorageClass", namespaced: false, shortNames: ["sc"])
     public static let deployments = ResourceType(group: "apps", version: "v1", resource: "deployments", kind: "Deployment", shortNames: ["deploy"], hasStatus: true, hasScale: true)
     public static let replicaSets = ResourceType(group: "apps", version: "v1", resource: "replicasets", kind: "ReplicaSet", shortNames: ["rs"], hasStatus: true, hasScale: true)
     public static let statefulSets = ResourceType(group: "apps", version: "v1", resource: "statefulsets", kind: "StatefulSet", shortNames: ["sts"], hasStatus: true, hasScale: true)
@@ -40,7 +42,7 @@ public struct ResourceType: Hashable, Sendable {
     /// Every kind served, in discovery order.
     public static let all: [ResourceType] = [
         .namespaces, .pods, .services, .endpoints, .configMaps, .secrets, .events, .persistentVolumeClaims,
-        .deployments, .replicaSets, .statefulSets, .ingresses, .endpointSlices,
+        .persistentVolumes, .deployments, .replicaSets, .statefulSets, .ingresses, .endpointSlices, .storageClasses,
     ]
 
     /// The kind served at `group`/`resource` (any version the store knows).
