@@ -18,6 +18,7 @@ int portico_set_thread_name(pthread_t t, const char *name) {
 #include <sched.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -60,6 +61,26 @@ static int map_self(uid_t uid, gid_t gid) {
     if (write_file("/proc/self/uid_map", line, n) != 0) return -1;
     n = put_uint(line, gid); line[n++] = ' '; n += put_uint(line + n, gid); line[n++] = ' '; line[n++] = '1'; line[n++] = '\n';
     return write_file("/proc/self/gid_map", line, n);
+}
+
+// mkdir -p of a mount point inside the container's namespace (a mount point inside another
+// volume's mount exists only there), or an empty file for a file bind.
+static int make_mount_point(const char *target, int directory) {
+    char buf[PATH_MAX];
+    size_t len = strlen(target);
+    if (len == 0 || len >= sizeof buf) { errno = ENAMETOOLONG; return -1; }
+    memcpy(buf, target, len + 1);
+    for (size_t i = 1; i < len; i++) {
+        if (buf[i] != '/') continue;
+        buf[i] = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+        buf[i] = '/';
+    }
+    if (directory) return mkdir(buf, 0755) == 0 || errno == EEXIST ? 0 : -1;
+    int fd = open(buf, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    close(fd);
+    return 0;
 }
 
 static void close_from(int lowest, int keep) {
@@ -113,6 +134,12 @@ pid_t portico_spawn_in_mount_namespace(const char *file, char *const argv[], cha
         // Nothing mounted here propagates back to the host (or to other containers).
         if (join_pid <= 0 && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) child_fail(rep, PORTICO_SPAWN_PRIVATE, errno, -1);
         for (int i = 0; join_pid <= 0 && i < nbinds; i++) {
+            struct stat st;
+            if (stat(binds[i].target, &st) != 0) {
+                struct stat src;
+                if (stat(binds[i].source, &src) != 0 || make_mount_point(binds[i].target, S_ISDIR(src.st_mode)) != 0)
+                    child_fail(rep, PORTICO_SPAWN_BIND, errno, i);
+            }
             if (mount(binds[i].source, binds[i].target, NULL, MS_BIND | MS_REC, NULL) != 0)
                 child_fail(rep, PORTICO_SPAWN_BIND, errno, i);
             if (binds[i].read_only) {

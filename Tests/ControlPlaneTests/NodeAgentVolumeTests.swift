@@ -142,6 +142,28 @@ final class NodeAgentVolumeTests: XCTestCase {
         XCTAssertEqual(waiting(h, "uid-dots")?.message, "spec.containers[\"c\"].volumeMounts[0].subPath: must not contain or start with '..' (\"a/../../etc\")")
     }
 
+    func testAMountInsideAnotherMountLandsOnTopOfIt() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        let w = h.workDir, host = w + "/host"
+        try FileManager.default.createDirectory(atPath: host, withIntermediateDirectories: true)
+        try "inner\n".write(toFile: host + "/inner.txt", atomically: true, encoding: .utf8)
+        // Listed child first: the agent orders mounts parents first whatever the spec's order.
+        var pod = shellPod("nested", [("c", "cat \(w)/n/data/conf/inner.txt > \(w)/inner; echo outer > \(w)/n/data/outer.txt; exec sleep 30")]) {
+            $0.volumeMounts = [volumeMount("conf", w + "/n/data/conf", readOnly: true), volumeMount("data", w + "/n/data")]
+        }
+        pod.spec!.volumes = [json(#"{"name": "data", "emptyDir": {}}"#),
+                             json(#"{"name": "conf", "hostPath": {"path": "\#(host)", "type": "Directory"}}"#)]
+        h.run(pod)
+        h.waitUntil("Running") { $0.status(of: "uid-nested")?.phase == "Running" }
+        XCTAssertEqual(h.readFile("\(w)/inner"), "inner\n")
+        let volume = "\(h.dataDir)/pods/default_nested_uid-nested/volumes/kubernetes.io~empty-dir/data"
+        XCTAssertEqual(h.readFile(volume + "/outer.txt"), "outer\n")
+        var isDir: ObjCBool = false
+        XCTAssertTrue(FileManager.default.fileExists(atPath: volume + "/conf", isDirectory: &isDir) && isDir.boolValue,
+                      "the inner mount point is made inside the outer volume, as a container runtime does")
+    }
+
     func testConfigMapProjectionWithItemsAndModes() throws {
         let h = try NodeAgentHarness()
         defer { h.finish() }
