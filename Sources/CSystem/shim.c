@@ -20,6 +20,7 @@ int portico_set_thread_name(pthread_t t, const char *name) {
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -123,7 +124,16 @@ pid_t portico_spawn_in_mount_namespace(const char *file, char *const argv[], cha
             size_t n = 6 + put_uint(path + 6, (unsigned)join_pid);
             memcpy(path + n, "/ns/mnt", 8);
             int ns = open(path, O_RDONLY | O_CLOEXEC);
-            if (ns < 0 || setns(ns, CLONE_NEWNS) != 0) child_fail(rep, PORTICO_SPAWN_SETNS, errno, -1);
+            if (ns < 0) child_fail(rep, PORTICO_SPAWN_SETNS, errno, -1);
+            if (setns(ns, CLONE_NEWNS) != 0) {
+                // A container in a user namespace (the unprivileged fallback): join that first.
+                if (errno != EPERM) child_fail(rep, PORTICO_SPAWN_SETNS, errno, -1);
+                memcpy(path + n, "/ns/user", 9);
+                int user = open(path, O_RDONLY | O_CLOEXEC);
+                if (user < 0 || setns(user, CLONE_NEWUSER) != 0 || setns(ns, CLONE_NEWNS) != 0)
+                    child_fail(rep, PORTICO_SPAWN_SETNS, errno, -1);
+                close(user);
+            }
             close(ns);
         } else if (unshare(CLONE_NEWNS) != 0) {
             int first = errno;
@@ -144,10 +154,17 @@ pid_t portico_spawn_in_mount_namespace(const char *file, char *const argv[], cha
                 child_fail(rep, PORTICO_SPAWN_BIND, errno, i);
             if (binds[i].read_only) {
                 // Keep the flags the source mount has (a user namespace may not clear them).
+                // statfs reports ST_* flags; mount(2) takes MS_* (equal for the low bits only).
                 unsigned long keep = 0;
                 struct statfs sf;
                 if (statfs(binds[i].target, &sf) == 0) {
-                    keep = (unsigned long)sf.f_flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME | MS_RELATIME);
+                    unsigned long f = (unsigned long)sf.f_flags;
+                    if (f & ST_NOSUID) keep |= MS_NOSUID;
+                    if (f & ST_NODEV) keep |= MS_NODEV;
+                    if (f & ST_NOEXEC) keep |= MS_NOEXEC;
+                    if (f & ST_NOATIME) keep |= MS_NOATIME;
+                    if (f & ST_NODIRATIME) keep |= MS_NODIRATIME;
+                    if (f & ST_RELATIME) keep |= MS_RELATIME;
                 }
                 if (mount(NULL, binds[i].target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | keep, NULL) != 0)
                     child_fail(rep, PORTICO_SPAWN_READONLY, errno, i);
@@ -213,4 +230,35 @@ int portico_mount_tmpfs(const char *target, const char *options) {
 
 int portico_unmount_detach(const char *target) {
     return umount2(target, MNT_DETACH);
+}
+
+// ---------------------------------------------------------------------------------------------
+// For tests: take privileges away from one thread (and what it forks), to exercise the agent's
+// unprivileged paths while the test process stays root.
+
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+
+int portico_thread_drop_capability(int cap) {
+    struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) != 0) return -1;
+    d[cap / 32].effective &= ~(1u << (cap % 32));
+    d[cap / 32].permitted &= ~(1u << (cap % 32));
+    d[cap / 32].inheritable &= ~(1u << (cap % 32));
+    return (int)syscall(SYS_capset, &h, d);
+}
+
+int portico_thread_deny_unshare(void) {
+    struct sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_unshare, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { (unsigned short)(sizeof code / sizeof code[0]), code };
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
 }

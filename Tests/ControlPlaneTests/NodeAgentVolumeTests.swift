@@ -1,5 +1,6 @@
 import Foundation
 import Objects
+import CSystem
 import Reactor
 import XCTest
 @testable import ControlPlane
@@ -479,6 +480,54 @@ final class NodeAgentVolumeTests: XCTestCase {
         h.stop("uid-probe", grace: 1)
         XCTAssertFalse(try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8).contains(volume))
         XCTAssertFalse(FileManager.default.fileExists(atPath: volume))
+    }
+
+    func testWithoutCapSysAdminAContainerGetsAUserNamespaceThatOwnsItsMounts() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        // The agent's thread (and what it forks) loses CAP_SYS_ADMIN: unshare(CLONE_NEWNS) is refused.
+        XCTAssertEqual(h.onLoop { portico_thread_drop_capability(21) }, 0)
+        let w = h.workDir, m = w + "/state", ro = w + "/ro", host = w + "/host"
+        try FileManager.default.createDirectory(atPath: host, withIntermediateDirectories: true)
+        var pod = shellPod("userns", [("c", "echo x > \(ro)/f; echo \"ro=$?\" > \(w)/result; touch \(m)/ready; exec sleep 30")]) {
+            $0.volumeMounts = [volumeMount("state", m), volumeMount("host", ro, readOnly: true)]
+            $0.readinessProbe = .init(exec: .init(command: ["test", "-f", m + "/ready"]), periodSeconds: 1, failureThreshold: 1)
+        }
+        pod.spec!.volumes = [json(#"{"name": "state", "emptyDir": {}}"#),
+                             json(#"{"name": "host", "hostPath": {"path": "\#(host)"}}"#)]
+        h.run(pod)
+        h.waitUntil("Ready (the exec probe joins the container's namespaces)") { $0.status(of: "uid-userns")?.isReady == true }
+        XCTAssertEqual(h.readFile("\(w)/result"), "ro=2\n", "the read-only remount holds in the user namespace too")
+        let pid = try XCTUnwrap(h.pids("uid-userns")["c"])
+        let userNS = { (p: Int32) in try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p)/ns/user") }
+        XCTAssertNotEqual(userNS(pid), userNS(getpid()), "a user namespace of its own")
+        XCTAssertNotEqual(mountNamespace(pid), mountNamespace(getpid()))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: host + "/f"))
+    }
+
+    func testWithoutAnyMountNamespaceTheContainerFailsSayingWhy() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        // No namespaces at all on the agent's thread: unshare(2) fails with EPERM, whatever the flags.
+        XCTAssertEqual(h.onLoop { portico_thread_deny_unshare() }, 0)
+        let w = h.workDir
+        var pod = shellPod("nons", restartPolicy: "Never", [("c", "exec sleep 30")]) {
+            $0.volumeMounts = [volumeMount("state", w + "/state")]
+        }
+        pod.spec!.volumes = [json(#"{"name": "state", "emptyDir": {}}"#)]
+        h.run(pod)
+        var plain = shellPod("plain", [("c", "exec sleep 30")])
+        plain.metadata.uid = "uid-plain"
+        h.run(plain)
+        h.waitUntil("Failed") { $0.status(of: "uid-nons")?.phase == "Failed" }
+        let t = try XCTUnwrap(h.status("uid-nons")?.containerStatuses?[0].state?.terminated)
+        XCTAssertEqual(t.reason, "StartError")
+        let expected = "volume mounts need a private mount namespace: unshare(CLONE_NEWNS) was refused and an unprivileged user "
+            + "namespace could not be used either (Operation not permitted); run the agent as root or allow user namespaces"
+        XCTAssertEqual(t.message, expected)
+        XCTAssertTrue(h.podEvents("uid-nons").contains("Failed: Error: failed to start container c: \(expected)"), "\(h.podEvents("uid-nons"))")
+        XCTAssertEqual(h.pids("uid-nons"), [:], "no silent fallback to the host's mounts")
+        h.waitUntil("a pod without mounts still runs") { $0.status(of: "uid-plain")?.phase == "Running" }
     }
 
     func testQuantities() {

@@ -115,4 +115,12 @@ int portico_mount_tmpfs(const char *target, const char *options);
 /// umount2(target, MNT_DETACH).
 int portico_unmount_detach(const char *target);
 
+/// For tests: removes capability `cap` (e.g. 21, CAP_SYS_ADMIN) from the calling thread only;
+/// processes it forks inherit the loss.
+int portico_thread_drop_capability(int cap);
+
+/// For tests: a seccomp filter on the calling thread (inherited by what it forks) that fails
+/// unshare(2) with EPERM, as a system that allows no namespaces would.
+int portico_thread_deny_unshare(void);
+
 #endif
