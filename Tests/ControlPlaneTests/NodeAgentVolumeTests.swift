@@ -530,6 +530,49 @@ final class NodeAgentVolumeTests: XCTestCase {
         h.waitUntil("a pod without mounts still runs") { $0.status(of: "uid-plain")?.phase == "Running" }
     }
 
+    func testAfterAnAgentRestartAdoptedPodsKeepTheirMountsAndProjectedVolumesKeepSyncing() throws {
+        let h = try NodeAgentHarness()
+        defer { h.finish() }
+        let w = h.workDir
+        let lock = NSLock()
+        var value = "one", version = 1
+        let hook: (String, String, String) -> ConfigContents? = { _, kind, name in
+            guard kind == "ConfigMap", name == "live" else { return nil }
+            lock.lock(); defer { lock.unlock() }
+            return ConfigContents(entries: ["value": Array(value.utf8)], resourceVersion: "\(version)")
+        }
+        h.onLoop { h.agent.configContents = hook }
+        func pod(_ name: String) -> Pod {
+            var p = shellPod(name, [("c", "echo kept > \(w)/\(name)/x/data/f; exec sleep 30")]) {
+                $0.volumeMounts = [volumeMount("cfg", w + "/\(name)/x/cfg"), volumeMount("data", w + "/\(name)/x/data")]
+            }
+            p.spec!.volumes = [json(#"{"name": "cfg", "configMap": {"name": "live"}}"#), json(#"{"name": "data", "emptyDir": {}}"#)]
+            return p
+        }
+        let keep = pod("keep"), gone = pod("gone")
+        h.run(keep); h.run(gone)
+        h.waitUntil("running") { $0.status(of: "uid-keep")?.phase == "Running" && $0.status(of: "uid-gone")?.phase == "Running" }
+        let pid = try XCTUnwrap(h.pids("uid-keep")["c"])
+        let orphan = try XCTUnwrap(h.pids("uid-gone")["c"])
+        XCTAssertEqual(try String(contentsOfFile: "/proc/\(pid)/root\(w)/keep/x/cfg/value", encoding: .utf8), "one")
+
+        // The agent dies without stopping anything; a new one adopts `keep` and drops `gone`.
+        try h.startAgent { $0.volumeCheckInterval = 0.1 }
+        h.onLoop { h.agent.configContents = hook }
+        h.onLoop { h.agent.reconcile(desired: [keep]) }
+        XCTAssertEqual(h.pids("uid-keep")["c"], pid, "adopted, not restarted")
+        XCTAssertEqual(try String(contentsOfFile: "/proc/\(pid)/root\(w)/keep/x/data/f", encoding: .utf8), "kept\n", "its mounts are intact")
+        lock.lock(); value = "two"; version = 2; lock.unlock()
+        h.waitUntil("the edit reaches the adopted pod") { _ in
+            (try? String(contentsOfFile: "/proc/\(pid)/root\(w)/keep/x/cfg/value", encoding: .utf8)) == "two"
+        }
+        h.waitUntil("the undesired pod's process is killed") { _ in !FileManager.default.fileExists(atPath: "/proc/\(orphan)") }
+        h.waitUntil("and its mount points removed") { _ in !FileManager.default.fileExists(atPath: w + "/gone") }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: w + "/keep/x/cfg"))
+        h.stop("uid-keep")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: w + "/keep"), "mount points recorded by the earlier agent are removed")
+    }
+
     func testQuantities() {
         XCTAssertEqual(Quantity.bytes("1Mi"), 1 << 20)
         XCTAssertEqual(Quantity.bytes("64Ki"), 64 << 10)
