@@ -176,12 +176,12 @@ final class NodeAgentVolumeTests: XCTestCase {
             }
         }
         var pod = shellPod("proj", [("c", "{ cat \(m)/nested/dir/a.txt \(m)/b; echo; } > \(w)/read; exec sleep 30")]) {
-            $0.volumeMounts = [volumeMount("config", m, readOnly: true)]
+            $0.volumeMounts = [volumeMount("config", m, readOnly: true), volumeMount("all", w + "/all")]
         }
         pod.spec!.volumes = [json(#"""
             {"name": "config", "configMap": {"name": "settings", "defaultMode": 416,
              "items": [{"key": "a", "path": "nested/dir/a.txt", "mode": 384}, {"key": "b", "path": "b"}]}}
-            """#)]
+            """#), json(#"{"name": "all", "configMap": {"name": "settings", "items": []}}"#)]
         h.run(pod)
         h.waitUntil("Running") { $0.status(of: "uid-proj")?.phase == "Running" }
         XCTAssertEqual(h.readFile("\(w)/read"), "alphabeta\n")
@@ -195,6 +195,10 @@ final class NodeAgentVolumeTests: XCTestCase {
         func mode(_ p: String) -> mode_t { var st = stat(); _ = stat(p, &st); return st.st_mode & 0o7777 }
         XCTAssertEqual(mode(v + "/nested/dir/a.txt"), 0o600, "per-item mode")
         XCTAssertEqual(mode(v + "/b"), 0o640, "defaultMode")
+        let all = "\(h.dataDir)/pods/default_proj_uid-proj/volumes/kubernetes.io~configmap/all"
+        XCTAssertEqual(Set(try fm.contentsOfDirectory(atPath: all).filter { !$0.hasPrefix("..") }), ["a", "b", "c"], "empty items: every key")
+        XCTAssertEqual(try XCTUnwrap(fm.contents(atPath: all + "/c")), Data([0, 1, 2]), "bytes as they are")
+        XCTAssertEqual(mode(all + "/a"), 0o644, "the default defaultMode")
         // Unchanged resourceVersion: no new version written.
         usleep(1_500_000)
         XCTAssertEqual(try fm.destinationOfSymbolicLink(atPath: v + "/..data"), version)
@@ -385,15 +389,14 @@ final class NodeAgentVolumeTests: XCTestCase {
         }
         let passing: [(String, String, String)] = [
             ("dir", w, "Directory"), ("file", w + "/file", "File"), ("char", "/dev/null", "CharDevice"),
-            ("mkdir", w + "/made/dir", "DirectoryOrCreate"), ("touch", w + "/touched", "FileOrCreate"), ("none", w, ""),
+            ("mkdir", w + "/made/dir/deep", "DirectoryOrCreate"), ("touch", w + "/touched", "FileOrCreate"), ("none", w, ""),
         ]
-        try FileManager.default.createDirectory(atPath: w + "/made", withIntermediateDirectories: true)
         for (name, path, type) in passing { h.run(pod(name, path: path, type: type)) }
         for (name, _, _) in passing {
             h.waitUntil("\(name) Running") { $0.status(of: "uid-\(name)")?.phase == "Running" }
         }
         var isDir: ObjCBool = false
-        XCTAssertTrue(FileManager.default.fileExists(atPath: w + "/made/dir", isDirectory: &isDir) && isDir.boolValue)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: w + "/made/dir/deep", isDirectory: &isDir) && isDir.boolValue, "with its parents")
         XCTAssertTrue(FileManager.default.fileExists(atPath: w + "/touched", isDirectory: &isDir) && !isDir.boolValue)
         // The check is retried: once the directory exists the pod starts.
         try FileManager.default.createDirectory(atPath: w + "/absent", withIntermediateDirectories: true)

@@ -149,8 +149,12 @@ extension NodeAgent {
             return
         case "DirectoryOrCreate":
             if !exists {
-                guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
-                    throw fail("could not be created: \(String(cString: strerror(errno)))")
+                // As the kubelet: MkdirAll with 0755 (a FileOrCreate does not make parents).
+                do {
+                    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
+                                                            attributes: [.posixPermissions: 0o755])
+                } catch {
+                    throw fail("could not be created: \(error.localizedDescription)")
                 }
                 _ = chmod(path, 0o755)
                 return

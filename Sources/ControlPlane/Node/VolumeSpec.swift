@@ -80,7 +80,8 @@ struct VolumeSpec: Equatable {
             }
             let defaultMode = try mode(c["defaultMode"], "\(field2).\(key).defaultMode") ?? defaultFileMode
             var items: [Item]?
-            if let list = c["items"]?.arrayValue {
+            // An empty list projects every key, as a missing one does (the kubelet checks the length).
+            if let list = c["items"]?.arrayValue, !list.isEmpty {
                 items = try list.enumerated().map { i, item in
                     let f = "\(field2).\(key).items[\(i)]"
                     guard let k = item["key"]?.stringValue, !k.isEmpty else { throw VolumeError.invalid("\(f).key: required") }
