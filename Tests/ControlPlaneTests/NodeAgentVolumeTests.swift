@@ -589,3 +589,28 @@ final class NodeAgentVolumeTests: XCTestCase {
         XCTAssertNil(Quantity.bytes("Mi"))
     }
 }
+
+/// The controllers' side of the seam: ConfigMap and Secret bytes for projected volumes.
+final class ControllerConfigContentsTests: XCTestCase {
+    func testConfigMapAndSecretBytesWithTheirResourceVersion() throws {
+        let h = try ControllerHarness()
+        defer { h.finish() }
+        try h.apply(.configMaps, #"{"metadata":{"name":"cfg"},"data":{"text":"héllo\n"},"binaryData":{"blob":"AAEC/w=="}}"#)
+        try h.apply(.secrets, #"{"metadata":{"name":"sec"},"data":{"token":"czNjcmV0","bin":"/wA="},"stringData":{"plain":"p"}}"#)
+        let cm = try XCTUnwrap(h.onLoop { h.manager.configContents(namespace: "default", kind: "ConfigMap", name: "cfg") })
+        XCTAssertEqual(cm.entries, ["text": Array("héllo\n".utf8), "blob": [0, 1, 2, 255]])
+        XCTAssertEqual(cm.resourceVersion, h.get(.configMaps, "cfg")?.resourceVersion)
+        XCTAssertFalse(cm.resourceVersion.isEmpty)
+        let sec = try XCTUnwrap(h.onLoop { h.manager.configContents(namespace: "default", kind: "Secret", name: "sec") })
+        XCTAssertEqual(sec.entries["token"], Array("s3cret".utf8))
+        XCTAssertEqual(sec.entries["bin"], [255, 0], "binary Secret values stay bytes")
+        XCTAssertEqual(sec.entries["plain"], Array("p".utf8))
+        XCTAssertNil(h.onLoop { h.manager.configContents(namespace: "default", kind: "Secret", name: "missing") })
+        XCTAssertNil(h.onLoop { h.manager.configContents(namespace: "other", kind: "ConfigMap", name: "cfg") })
+        // An edit changes the resourceVersion the agent compares.
+        try h.edit(.configMaps, "cfg") { $0["data"] = .object(["text": .string("bye")]) }
+        let edited = try XCTUnwrap(h.onLoop { h.manager.configContents(namespace: "default", kind: "ConfigMap", name: "cfg") })
+        XCTAssertNotEqual(edited.resourceVersion, cm.resourceVersion)
+        XCTAssertEqual(edited.entries["text"], Array("bye".utf8))
+    }
+}
