@@ -357,6 +357,13 @@ final class NodeAgentVolumeTests: XCTestCase {
         XCTAssertEqual(h.pids("uid-big"), [:])
         XCTAssertEqual(h.status("uid-small")?.phase, "Running", "512 KiB stays under 1Mi")
         XCTAssertNil(h.status("uid-small")?.reason)
+        // A new agent (after a crash) keeps the evicted pod Failed instead of starting it again.
+        try h.startAgent()
+        h.run(big)
+        XCTAssertEqual(h.status("uid-big")?.phase, "Failed")
+        XCTAssertEqual(h.status("uid-big")?.reason, "Evicted")
+        XCTAssertEqual(h.pids("uid-big"), [:])
+        h.run(small)
     }
 
     func testHostPathTypeChecks() throws {

@@ -401,7 +401,7 @@ extension NodeAgent {
                                              startedAt: c.state.running?.startedAt ?? "", restartCount: c.restartCount)
         }
         PodRecord(namespace: rt.id.namespace, name: rt.id.name, uid: rt.id.uid, podIP: rt.ip, startTime: rt.startTime,
-                  gracePeriodSeconds: rt.gracePeriod, containers: containers).save(rt.dir + "/pod.json")
+                  gracePeriodSeconds: rt.gracePeriod, containers: containers, eviction: rt.eviction).save(rt.dir + "/pod.json")
     }
 
     func scheduleLogCheck() {

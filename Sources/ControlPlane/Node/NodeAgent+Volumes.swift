@@ -392,13 +392,16 @@ extension NodeAgent {
             } else if !c.finished {
                 c.finished = true
                 c.everRan = true
-                c.state = ContainerState(terminated: .init(exitCode: 137, reason: "ContainerStatusUnknown",
-                                                           message: "The container could not be located when the pod was terminated"))
+                c.state = Self.evictedContainerState
             }
         }
         saveRecord(rt)
         publish(rt)
     }
+
+    /// What a container of an evicted pod shows when there was no process to kill (kubelet's words).
+    static let evictedContainerState = ContainerState(terminated: .init(
+        exitCode: 137, reason: "ContainerStatusUnknown", message: "The container could not be located when the pod was terminated"))
 
     // MARK: - Removal
 

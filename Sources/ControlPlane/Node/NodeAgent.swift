@@ -147,6 +147,19 @@ public final class NodeAgent {
             }
             try? prepareVolumes(rt)
         }
+        if let evicted = previous?.record.eviction {
+            // Evicted pods stay Failed (their processes were killed then), as the kubelet keeps them.
+            rt.eviction = evicted
+            for c in rt.containers {
+                c.restartCount = previous?.record.containers[c.spec.name]?.restartCount ?? 0
+                c.everRan = true
+                c.finished = true
+                c.state = Self.evictedContainerState
+            }
+            saveRecord(rt)
+            publish(rt)
+            return
+        }
         for c in rt.containers {
             if let rec = previous?.record.containers[c.spec.name], ChildProcess.isAlive(rec.pid, startTime: rec.startTicks) {
                 adopt(c, in: rt, record: rec)
