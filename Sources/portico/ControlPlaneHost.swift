@@ -60,6 +60,8 @@ final class ControlPlaneHost {
         controllers.start()
         // ConfigMap and Secret values for env (valueFrom, envFrom) come from the store.
         agent.configData = { [unowned self] ns, kind, name in self.controllers.configData(namespace: ns, kind: kind, name: name) }
+        // ConfigMap and Secret bytes for configMap and secret volumes.
+        agent.configContents = { [unowned self] ns, kind, name in self.controllers.configContents(namespace: ns, kind: kind, name: name) }
     }
 
     /// Drops a scheduled recompilation (the caller is recompiling now).

@@ -8,6 +8,7 @@
 // GNU-only calls are wrapped in shim.c, which defines it for itself.
 
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -71,5 +72,55 @@ int portico_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 
 /// pthread_setname_np is a GNU extension.
 int portico_set_thread_name(pthread_t t, const char *name);
+
+/// One bind mount of a container: `source` (a volume's directory or file) at `target`.
+struct portico_bind {
+    const char *source;
+    const char *target;
+    int read_only;
+};
+
+/// The step of `portico_spawn_in_mount_namespace` that failed.
+enum {
+    PORTICO_SPAWN_OK = 0,
+    PORTICO_SPAWN_FORK = 1,
+    PORTICO_SPAWN_SETPGID = 2,
+    PORTICO_SPAWN_UNSHARE = 3,
+    PORTICO_SPAWN_USERNS = 4,
+    PORTICO_SPAWN_PRIVATE = 5,
+    PORTICO_SPAWN_BIND = 6,
+    PORTICO_SPAWN_READONLY = 7,
+    PORTICO_SPAWN_CHDIR = 8,
+    PORTICO_SPAWN_STDIO = 9,
+    PORTICO_SPAWN_EXEC = 10,
+    PORTICO_SPAWN_SETNS = 11,
+};
+
+/// Forks a child that resets its signals, leads its own process group, enters a private mount
+/// namespace (unshare(CLONE_NEWNS), else a user namespace that owns one), bind-mounts `binds`
+/// (read-only remounts where asked), chdirs to `work_dir`, sends stdin to /dev/null and
+/// stdout+stderr to `log_path` (appended), closes other descriptors and execs `file` (searched on
+/// `search_path` when it has no slash). Only async-signal-safe calls run in the child; a failure
+/// there comes back through a close-on-exec pipe. With `join_pid` > 0 the child joins that
+/// process's mount namespace instead (setns; `binds` unused). Returns the pid (the exec'd
+/// process), or -1 with the failed stage, its errno and the index of the bind involved (-1 if none).
+pid_t portico_spawn_in_mount_namespace(const char *file, char *const argv[], char *const envp[],
+                                       const char *search_path, const char *log_path, const char *work_dir,
+                                       const struct portico_bind *binds, int nbinds, pid_t join_pid,
+                                       int *err_stage, int *err_errno, int *err_index);
+
+/// mount -t tmpfs (nosuid, nodev) with `options` such as "size=1048576,mode=0777".
+int portico_mount_tmpfs(const char *target, const char *options);
+
+/// umount2(target, MNT_DETACH).
+int portico_unmount_detach(const char *target);
+
+/// For tests: removes capability `cap` (e.g. 21, CAP_SYS_ADMIN) from the calling thread only;
+/// processes it forks inherit the loss.
+int portico_thread_drop_capability(int cap);
+
+/// For tests: a seccomp filter on the calling thread (inherited by what it forks) that fails
+/// unshare(2) with EPERM, as a system that allows no namespaces would.
+int portico_thread_deny_unshare(void);
 
 #endif

@@ -67,6 +67,60 @@ enum ChildProcess {
         return pid
     }
 
+    /// A volume bind-mounted into a container: `source` (a directory or file on the host) at
+    /// `target`, read-only when asked.
+    struct Bind: Equatable {
+        let source: String
+        let target: String
+        let readOnly: Bool
+    }
+
+    /// Like `spawn`, but the process runs in a private mount namespace with `binds` mounted (a
+    /// container with volumeMounts), or — with `joinMountNamespaceOf` — in that process's
+    /// namespace (an exec probe of such a container). A command without a slash is searched on
+    /// the pod's PATH after the mounts, so it may live in a volume.
+    static func spawnInMountNamespace(argv: [String], environment: [String], workingDir: String?, logPath: String?,
+                                      binds: [Bind], joinMountNamespaceOf joinPID: pid_t = 0) throws -> pid_t {
+        guard let exe = argv.first, !exe.isEmpty else { throw SpawnError(message: "empty command") }
+        let searchPath = environment.last { $0.hasPrefix("PATH=") }.map { String($0.dropFirst(5)) } ?? "/usr/bin:/bin"
+        let cArgs = argv.map { strdup($0) } + [nil]
+        let cEnv = environment.map { strdup($0) } + [nil]
+        let sources = binds.map { strdup($0.source) }, targets = binds.map { strdup($0.target) }
+        defer { (cArgs + cEnv + sources + targets).forEach { free($0) } }
+        var cBinds = binds.indices.map { i in
+            portico_bind(source: sources[i], target: targets[i], read_only: binds[i].readOnly ? 1 : 0)
+        }
+        var stage: Int32 = 0, err: Int32 = 0, index: Int32 = -1
+        let pid = cBinds.withUnsafeMutableBufferPointer { b in
+            portico_spawn_in_mount_namespace(exe, cArgs, cEnv, searchPath, logPath, workingDir, b.baseAddress, Int32(b.count),
+                                             joinPID, &stage, &err, &index)
+        }
+        guard pid < 0 else { return pid }
+        let reason = String(cString: strerror(err))
+        let bind = index >= 0 && Int(index) < binds.count ? binds[Int(index)] : nil
+        switch Int(stage) {
+        case Int(PORTICO_SPAWN_UNSHARE), Int(PORTICO_SPAWN_USERNS):
+            throw SpawnError(message: "volume mounts need a private mount namespace: unshare(CLONE_NEWNS) was refused and "
+                + "an unprivileged user namespace could not be used either (\(reason)); run the agent as root or allow user namespaces")
+        case Int(PORTICO_SPAWN_SETNS):
+            throw SpawnError(message: "cannot enter the mount namespace of pid \(joinPID): \(reason)")
+        case Int(PORTICO_SPAWN_PRIVATE):
+            throw SpawnError(message: "making / private in the container's mount namespace: \(reason)")
+        case Int(PORTICO_SPAWN_BIND):
+            throw SpawnError(message: "mounting \(bind?.source ?? "?") at \(bind?.target ?? "?"): \(reason)")
+        case Int(PORTICO_SPAWN_READONLY):
+            throw SpawnError(message: "remounting \(bind?.target ?? "?") read-only: \(reason)")
+        case Int(PORTICO_SPAWN_CHDIR):
+            throw SpawnError(message: "workingDir \"\(workingDir ?? "")\": \(reason)")
+        case Int(PORTICO_SPAWN_EXEC) where err == ENOENT && !exe.contains("/"):
+            throw SpawnError(message: "executable file \"\(exe)\" not found in $PATH")
+        case Int(PORTICO_SPAWN_EXEC):
+            throw SpawnError(message: "\(exe): \(reason)")
+        default:
+            throw SpawnError(message: "starting \(exe): \(reason)")
+        }
+    }
+
     /// The first executable `name` on the PATH of `environment`.
     static func lookup(_ name: String, environment: [String]) -> String? {
         let path = environment.last { $0.hasPrefix("PATH=") }.map { String($0.dropFirst(5)) } ?? "/usr/bin:/bin"

@@ -9,7 +9,7 @@ import Glibc
 /// A container's life: start, watch, exit, back-off, restart.
 extension NodeAgent {
     func start(_ c: ContainerRuntime, in rt: PodRuntime) {
-        guard !rt.terminating else { return }
+        guard !rt.terminating, rt.eviction == nil else { return }
         guard let command = c.spec.command, !command.isEmpty else {
             let image = c.spec.image.map { " (image \"\($0)\" is recorded only)" } ?? ""
             c.state = ContainerState(waiting: .init(
@@ -18,6 +18,17 @@ extension NodeAgent {
             c.finished = true
             log.warning("pod \(rt.id) container \(c.spec.name): no command")
             event(rt, "Warning", "Failed", "Error: \(c.state.waiting!.message!)")
+            return
+        }
+        let binds: [ChildProcess.Bind]
+        do {
+            try prepareVolumes(rt)
+            binds = try self.binds(for: c, in: rt)
+        } catch let e as VolumeError {
+            volumeNotReady(c, in: rt, e)
+            return
+        } catch {
+            volumeNotReady(c, in: rt, VolumeError.mount("\(error)"))
             return
         }
         let env: [(String, String)]
@@ -48,8 +59,14 @@ extension NodeAgent {
         }
         let pid: pid_t
         do {
-            pid = try ChildProcess.spawn(argv: argv, environment: env.map { "\($0.0)=\($0.1)" },
-                                         workingDir: c.spec.workingDir, logPath: logPath)
+            // Without volume mounts a container starts exactly as before: no mount namespace.
+            if binds.isEmpty {
+                pid = try ChildProcess.spawn(argv: argv, environment: env.map { "\($0.0)=\($0.1)" },
+                                             workingDir: c.spec.workingDir, logPath: logPath)
+            } else {
+                pid = try ChildProcess.spawnInMountNamespace(argv: argv, environment: env.map { "\($0.0)=\($0.1)" },
+                                                             workingDir: c.spec.workingDir, logPath: logPath, binds: binds)
+            }
         } catch {
             let now = Self.timestamp()
             log.warning("pod \(rt.id) container \(c.spec.name): \(error)")
@@ -68,6 +85,42 @@ extension NodeAgent {
         event(rt, "Normal", "Started", "Started container \(c.spec.name)")
         watch(c, in: rt)
         startProbes(c, in: rt)
+    }
+
+    /// A volume of the pod is not ready for `c`: a spec error stops the container for good
+    /// (CreateContainerConfigError); a missing ConfigMap/Secret (CreateContainerConfigError), a
+    /// failed mount (FailedMount) or an unbound claim (FailedScheduling) is retried.
+    func volumeNotReady(_ c: ContainerRuntime, in rt: PodRuntime, _ e: VolumeError) {
+        let message = e.message
+        let changed = c.state.waiting?.message != message
+        switch e.kind {
+        case .invalid:
+            c.state = ContainerState(waiting: .init(reason: "CreateContainerConfigError", message: message))
+            c.finished = true
+            if changed {
+                log.warning("pod \(rt.id) container \(c.spec.name): \(message)")
+                event(rt, "Warning", "Failed", "Error: \(message)")
+            }
+            return
+        case .config:
+            c.state = ContainerState(waiting: .init(reason: "CreateContainerConfigError", message: message))
+            if changed { event(rt, "Warning", "Failed", "Error: \(message)") }
+        case .mount:
+            c.state = ContainerState(waiting: .init(reason: "ContainerCreating", message: message))
+            if changed { event(rt, "Warning", "FailedMount", message) }
+        case .unschedulable:
+            c.state = ContainerState(waiting: .init(reason: "ContainerCreating", message: message))
+            if changed { event(rt, "Warning", "FailedScheduling", "0/1 nodes are available: \(message).") }
+        }
+        if changed { log.warning("pod \(rt.id) container \(c.spec.name): \(message)") }
+        let delay = e.kind == .config ? configuration.backOffBase : configuration.volumeRetryInterval
+        c.restartTimer = timers.after(max(delay, 0.1)) { [weak self, weak rt, weak c] in
+            guard let self, let rt, let c, !rt.terminating else { return }
+            c.restartTimer = nil
+            self.start(c, in: rt)
+            self.saveRecord(rt)
+            self.publish(rt)
+        }
     }
 
     /// Takes over a process an earlier agent started (same pid and kernel start time).
@@ -137,7 +190,7 @@ extension NodeAgent {
         case "OnFailure": restart = code != 0
         default: restart = true
         }
-        if rt.terminating || !restart {
+        if rt.terminating || rt.eviction != nil || !restart {
             c.state = state
             c.finished = true
             saveRecord(rt)
@@ -195,6 +248,7 @@ extension NodeAgent {
         publish(rt)
         pods[rt.id.uid] = nil
         if NodeAgent.stableKey(of: rt.pod) == nil { ips.release(rt.ip) }
+        cleanUpVolumes(podDirectory: rt.dir)
         try? FileManager.default.removeItem(atPath: rt.dir)
         log.info("pod \(rt.id) terminated")
         let done = rt.onGone
@@ -205,9 +259,10 @@ extension NodeAgent {
     /// Kills what an earlier agent left running for a pod nobody wants any more.
     func killRecorded(_ record: PodRecord, dir: String, gracePeriod: Double, completion: (() -> Void)?) {
         var remaining = 1
-        let one = {
+        let one = { [weak self] in
             remaining -= 1
             if remaining == 0 {
+                self?.cleanUpVolumes(podDirectory: dir)
                 try? FileManager.default.removeItem(atPath: dir)
                 completion?()
             }
@@ -346,7 +401,7 @@ extension NodeAgent {
                                              startedAt: c.state.running?.startedAt ?? "", restartCount: c.restartCount)
         }
         PodRecord(namespace: rt.id.namespace, name: rt.id.name, uid: rt.id.uid, podIP: rt.ip, startTime: rt.startTime,
-                  gracePeriodSeconds: rt.gracePeriod, containers: containers).save(rt.dir + "/pod.json")
+                  gracePeriodSeconds: rt.gracePeriod, containers: containers, eviction: rt.eviction).save(rt.dir + "/pod.json")
     }
 
     func scheduleLogCheck() {

@@ -128,9 +128,14 @@ extension NodeAgent {
     /// Spawns the command with the container's environment; success is exit 0 before the timeout.
     private func execProbe(_ cmd: [String], timeout: Double, _ c: ContainerRuntime, _ rt: PodRuntime,
                            _ done: @escaping (Bool) -> Void) {
-        guard let env = try? environment(for: c, in: rt),
-              let pid = try? ChildProcess.spawn(argv: cmd.map { Self.expand($0, env) }, environment: env.map { "\($0.0)=\($0.1)" },
-                                                workingDir: c.spec.workingDir, logPath: "/dev/null") else {
+        guard let env = try? environment(for: c, in: rt) else { done(false); return }
+        let argv = cmd.map { Self.expand($0, env) }, envp = env.map { "\($0.0)=\($0.1)" }
+        // A container with volume mounts is probed inside its mount namespace, where it sees them.
+        let inNamespace = !(c.spec.volumeMounts ?? []).isEmpty && c.pid > 0
+        guard let pid = inNamespace
+            ? try? ChildProcess.spawnInMountNamespace(argv: argv, environment: envp, workingDir: c.spec.workingDir,
+                                                      logPath: "/dev/null", binds: [], joinMountNamespaceOf: c.pid)
+            : try? ChildProcess.spawn(argv: argv, environment: envp, workingDir: c.spec.workingDir, logPath: "/dev/null") else {
             done(false); return
         }
         let fd = ChildProcess.pidfdOpen(pid)

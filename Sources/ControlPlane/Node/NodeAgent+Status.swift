@@ -17,12 +17,17 @@ extension NodeAgent {
         let unready = statuses.filter { !$0.ready }.map(\.name)
         let readyReason = done ? "PodCompleted" : (allReady ? nil : "ContainersNotReady")
         let readyMessage = done || allReady ? nil : "containers with unready status: [\(unready.joined(separator: " "))]"
-        let wanted: [(String, Bool, String?, String?)] = [
-            ("PodScheduled", true, nil, nil),
+        var wanted: [(String, Bool, String?, String?)] = [
+            ("PodScheduled", rt.unschedulable == nil, rt.unschedulable.map { _ in "Unschedulable" },
+             rt.unschedulable.map { "0/1 nodes are available: \($0)." }),
             ("Initialized", true, nil, nil),
             ("ContainersReady", allReady && !done, readyReason, readyMessage),
             ("Ready", allReady && !done, readyReason, readyMessage),
         ]
+        if let m = rt.eviction {
+            // Kubernetes marks a pod the kubelet evicts so disruption budgets can tell.
+            wanted.insert(("DisruptionTarget", true, "TerminationByKubelet", m), at: 0)
+        }
         var conditions: [PodCondition] = []
         for (type, ok, reason, message) in wanted {
             let value = ok ? "True" : "False"
@@ -34,12 +39,14 @@ extension NodeAgent {
                           startTime: rt.startTime)
         s.podIPs = [PodIP(ip: rt.ip)]
         s.hostIP = "127.0.0.1"
+        if let m = rt.eviction { s.reason = "Evicted"; s.message = m }
         return s
     }
 
     /// Pending until every container has run; Succeeded or Failed once all have stopped for good
     /// (every exit 0, or not); Running otherwise.
     static func phase(_ rt: PodRuntime) -> String {
+        if rt.eviction != nil { return "Failed" }
         if rt.containers.contains(where: { !$0.everRan }) { return "Pending" }
         if rt.containers.allSatisfy({ $0.finished }) {
             return rt.containers.allSatisfy({ $0.state.terminated?.exitCode == 0 }) ? "Succeeded" : "Failed"

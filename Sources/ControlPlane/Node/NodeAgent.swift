@@ -49,6 +49,12 @@ public final class NodeAgent {
         public var binDirectory: String?
         /// `spec.nodeName` for the downward API.
         public var nodeName: String = "portico"
+        /// How often projected volumes (ConfigMap, Secret) are re-synced and emptyDir `sizeLimit`s
+        /// checked.
+        public var volumeCheckInterval: Double = 1
+        /// How soon a container waiting for a volume (an unbound claim, a failed hostPath check)
+        /// tries again.
+        public var volumeRetryInterval: Double = 2
 
         public init(dataDirectory: String) { self.dataDirectory = dataDirectory }
     }
@@ -62,6 +68,12 @@ public final class NodeAgent {
     /// The data of a ConfigMap or Secret (`kind`) in a namespace, nil if there is none; Secret
     /// values already decoded from base64. Used for `envFrom` and `configMapKeyRef`/`secretKeyRef`.
     public var configData: ((_ namespace: String, _ kind: String, _ name: String) -> [String: String]?)?
+    /// The bytes of a ConfigMap or Secret (`kind`), for `configMap` and `secret` volumes; nil if
+    /// there is none. Asked at pod start and every `volumeCheckInterval` while the pod runs.
+    public var configContents: ((_ namespace: String, _ kind: String, _ name: String) -> ConfigContents?)?
+    /// Where a PersistentVolumeClaim's data lives (the controllers bind claims to volumes); a pod
+    /// whose claim is not bound waits, unschedulable.
+    public var claimLookup: ((_ namespace: String, _ claimName: String) -> ClaimLookup)?
     /// Called for each event the agent records about a pod.
     public var onEvent: ((PodIdentity, PodEvent) -> Void)?
     /// Extra variables for a pod (the Service `<SVC>_SERVICE_HOST/_PORT` set), asked at each
@@ -100,6 +112,7 @@ public final class NodeAgent {
         }
         loop.register(timers, events: EPOLLIN.rawValue, edgeTriggered: false)
         scheduleLogCheck()
+        scheduleVolumeCheck()
     }
 
     // MARK: - API for the controllers
@@ -126,6 +139,27 @@ public final class NodeAgent {
         rt.containers = spec.containers.map { ContainerRuntime(spec: $0) }
         pods[id.uid] = rt
         log.info("pod \(id) (\(id.uid)) \(previous == nil ? "starting" : "adopting") on \(ip)")
+        if previous != nil {
+            // Mount points an earlier agent created for this pod, and its volumes (processes being
+            // adopted keep their mounts; projected volumes must go on being synced).
+            if let text = try? String(contentsOfFile: dir + "/" + Self.mountPointsFile, encoding: .utf8) {
+                rt.createdMountPoints = text.split(separator: "\n").map(String.init)
+            }
+            try? prepareVolumes(rt)
+        }
+        if let evicted = previous?.record.eviction {
+            // Evicted pods stay Failed (their processes were killed then), as the kubelet keeps them.
+            rt.eviction = evicted
+            for c in rt.containers {
+                c.restartCount = previous?.record.containers[c.spec.name]?.restartCount ?? 0
+                c.everRan = true
+                c.finished = true
+                c.state = Self.evictedContainerState
+            }
+            saveRecord(rt)
+            publish(rt)
+            return
+        }
         for c in rt.containers {
             if let rec = previous?.record.containers[c.spec.name], ChildProcess.isAlive(rec.pid, startTime: rec.startTicks) {
                 adopt(c, in: rt, record: rec)
@@ -291,6 +325,16 @@ final class PodRuntime {
     var lastPublished: PodStatus?
     /// Condition type → (status, lastTransitionTime).
     var transitions: [String: (String, String)] = [:]
+    /// `spec.volumes`, parsed on first use.
+    var volumeSpecs: [VolumeSpec]?
+    /// Volumes set up so far, by name.
+    var volumes: [String: PreparedVolume] = [:]
+    /// Host paths created as mount points for this pod's containers.
+    var createdMountPoints: [String] = []
+    /// Why the pod cannot be scheduled yet (a claim missing or not bound): PodScheduled False.
+    var unschedulable: String?
+    /// Set when the pod was evicted (an emptyDir over its sizeLimit): phase Failed, reason Evicted.
+    var eviction: String?
 
     init(pod: Pod, id: PodIdentity, dir: String, ip: String, environment: [(name: String, value: String)],
          startTime: String) {

@@ -11,6 +11,8 @@ struct PodRecord: Codable {
     var startTime: String
     var gracePeriodSeconds: Double
     var containers: [String: ContainerRecord]
+    /// Set once the pod was evicted: a new agent keeps it Failed instead of starting it again.
+    var eviction: String?
 
     struct ContainerRecord: Codable {
         var pid: Int32
