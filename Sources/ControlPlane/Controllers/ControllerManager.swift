@@ -86,6 +86,10 @@ public final class ControllerManager {
         started = true
         loopThread = pthread_self()
         loop.register(timers, events: EPOLLIN.rawValue, edgeTriggered: false)
+        // The node agent mounts a pod's claims only once this manager has bound them.
+        agent.claimLookup = { [weak self] namespace, name in
+            self?.claimLookup(namespace: namespace, name: name) ?? .pending(reason: "the controllers are not running")
+        }
         for c in [pods, replicaSets, deployments, statefulSets, services, endpoints, ingresses, volumes] as [Controller] {
             controllers[c.name] = c
         }
