@@ -120,6 +120,15 @@ final class ControlPlaneHost {
                     if type == .services, let ip = existing[path: ["spec", "clusterIP"]], raw[path: ["spec", "clusterIP"]] == nil {
                         raw[path: ["spec", "clusterIP"]] = ip
                     }
+                    // ...and what binding set: a claim's volume, a volume's claim, the defaulted class.
+                    let kept: [String] = type == .persistentVolumeClaims ? ["volumeName", "storageClassName"]
+                        : type == .persistentVolumes ? ["claimRef"] : []
+                    for field in kept where raw[path: ["spec", field]] == nil {
+                        raw[path: ["spec", field]] = existing[path: ["spec", field]]
+                    }
+                    if type == .persistentVolumeClaims || type == .persistentVolumes {
+                        raw[path: ["metadata", "finalizers"]] = existing[path: ["metadata", "finalizers"]]
+                    }
                     try store.update(type, raw, namespace: namespace)
                 } else {
                     try store.create(type, raw, namespace: namespace)

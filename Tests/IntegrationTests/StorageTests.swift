@@ -77,4 +77,41 @@ final class StorageTests: ControlPlaneTestCase {
         XCTAssertTrue(gone, "the volume and its directory are deleted with the claim")
         XCTAssertEqual(try k.run(["get", "pvc", claim]).exitCode, 1)
     }
+
+    /// A claim from a `-f` file, edited in the file after it was bound: the reload keeps what
+    /// binding set (volumeName, the defaulted class, the protection finalizer) instead of failing
+    /// on PVC spec immutability or unbinding it.
+    func testEditingAManifestFileKeepsTheClaimBound() throws {
+        let dir = fx.dir.file("manifests")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        func claim(_ label: String) -> String {
+            """
+            apiVersion: v1
+            kind: PersistentVolumeClaim
+            metadata:
+              name: kept
+              labels: {edit: "\(label)"}
+            spec:
+              accessModes: [ReadWriteOnce]
+              resources: {requests: {storage: 1Mi}}
+            """
+        }
+        let file = dir + "/pvc.yaml"
+        try claim("one").write(toFile: file, atomically: true, encoding: .utf8)
+        let (server, k) = try start([dir])
+        func state() throws -> String {
+            try k.ok(["get", "pvc", "kept", "-o", "jsonpath={.status.phase} {.spec.volumeName} {.metadata.labels.edit}"]).stdout
+        }
+        var first = ""
+        XCTAssertTrue(try waitUntil(timeout: 15, interval: 0.1) { first = try state(); return first.hasPrefix("Bound pvc-") }, first)
+        let volume = first.split(separator: " ")[1]
+        let tmp = file + ".tmp"
+        try claim("two").write(toFile: tmp, atomically: false, encoding: .utf8)
+        XCTAssertEqual(rename(tmp, file), 0)
+        var now = ""
+        XCTAssertTrue(try waitUntil(timeout: 10, interval: 0.1) { now = try state(); return now.hasSuffix(" two") },
+                      "the edit is applied: \(now)\n\(server.process.stderrTail())")
+        XCTAssertEqual(now, "Bound \(volume) two")
+        XCTAssertFalse(server.process.stderr.contains("immutable"), server.process.stderrTail())
+    }
 }
