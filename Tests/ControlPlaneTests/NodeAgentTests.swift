@@ -363,6 +363,13 @@ final class NodeAgentTests: XCTestCase {
         t = try XCTUnwrap(h.status("uid-exe")?.containerStatuses?[0].state?.terminated)
         XCTAssertEqual(t.message, "executable file \"no-such-program-xyz\" not found in $PATH")
         XCTAssertEqual(h.status("uid-exe")?.phase, "Failed")
+        // A command made of `$(VAR)` (which may come from a Secret) is named as written, not expanded.
+        pod = Pod(metadata: ObjectMeta(name: "var", uid: "uid-var"), spec: Pod.Spec(
+            containers: [Pod.Container(name: "c", command: ["$(TOKEN)"], env: [Pod.EnvVar(name: "TOKEN", value: "s3cret-xyzzy")])],
+            restartPolicy: "Never"))
+        h.run(pod)
+        t = try XCTUnwrap(h.status("uid-var")?.containerStatuses?[0].state?.terminated)
+        XCTAssertEqual(t.message, "executable file \"$(TOKEN)\" not found in $PATH")
     }
 
     /// After a real `kill -9` of the server its pods' processes are no longer the new agent's

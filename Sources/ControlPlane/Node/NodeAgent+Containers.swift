@@ -69,12 +69,17 @@ extension NodeAgent {
             }
         } catch {
             let now = Self.timestamp()
-            log.warning("pod \(rt.id) container \(c.spec.name): \(error)")
-            event(rt, "Warning", "Failed", "Error: failed to start container \(c.spec.name): \(error)")
+            // The message names the command as written: once expanded, `$(VAR)` may hold a Secret's value.
+            var message = "\(error)"
+            if let written = command.first, argv[0] != written, !argv[0].isEmpty {
+                message = message.replacingOccurrences(of: argv[0], with: written)
+            }
+            log.warning("pod \(rt.id) container \(c.spec.name): \(message)")
+            event(rt, "Warning", "Failed", "Error: failed to start container \(c.spec.name): \(message)")
             c.everRan = true
             c.startedAtMonotonic = portico_now_ns()
             exited(c, in: rt, state: ContainerState(terminated: .init(
-                exitCode: 128, reason: "StartError", message: "\(error)", startedAt: now, finishedAt: now)))
+                exitCode: 128, reason: "StartError", message: message, startedAt: now, finishedAt: now)))
             return
         }
         c.pid = pid
