@@ -166,4 +166,46 @@ final class TLSRotationTests: XCTestCase {
                       server.process.stderrTail())
         XCTAssertTrue(server.process.isRunning)
     }
+
+    /// The same through the API: `kubectl apply` of a changed kubernetes.io/tls Secret (stored
+    /// encrypted) is served to new handshakes within seconds, nothing restarts, and a connection
+    /// opened before keeps answering.
+    func testKubectlApplyOfATLSSecretRotatesTheServedCertificate() throws {
+        let certs = try certificates()
+        let echo = try fx.echo("krot")
+        let dir = fx.dir.file("manifests")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let server = try fx.serve([dir])
+        servers.append(server)
+        let pid = server.process.pid
+        let port = try server.httpsPort()
+        let k = Kubectl(apiPort: try server.apiPort(), dir: fx.dir)
+        let routes = try fx.dir.write("krot.yaml", Manifest.join([
+            Manifest.service("svc-krot", endpoints: [echo.address]),
+            TLSManifest.ingress("krot", host: "rot.test", paths: [.init("/", "Prefix", "svc-krot")], secret: "krot-tls"),
+        ]))
+        func secret(_ n: String) throws -> String {
+            try fx.dir.write("secret-\(n).yaml", TLSManifest.secret("krot-tls", cert: try certs.text("rot\(n).crt"), key: try certs.text("rot\(n).key")))
+        }
+        try k.ok(["apply", "-f", routes, "-f", try secret("1")])
+        func subject() -> String? { try? SClient.connect(port: port, serverName: "rot.test", caFile: certs.caFile).subject }
+        XCTAssertTrue(waitUntil(timeout: 10, interval: 0.1) { subject() == "O = Rotation One, CN = rot.test" }, server.process.stderrTail())
+
+        let old = try SClientSession(port: port, serverName: "rot.test", caFile: certs.caFile, dir: fx.dir, name: "kold")
+        sessions.append(old)
+        let request = "GET /old HTTP/1.1\r\nHost: rot.test\r\n\r\n"
+        try old.send(request)
+        XCTAssertTrue(waitUntil(timeout: 5) { old.count("HTTP/1.1 200") == 1 }, old.output)
+
+        let applied = Date()
+        try k.ok(["apply", "-f", try secret("2")])
+        var now: String?
+        XCTAssertTrue(waitUntil(timeout: 5, interval: 0.05) { now = subject(); return now == "O = Rotation Two, CN = rot.test" },
+                      "new handshakes see the new certificate: \(now ?? "nil")\n\(server.process.stderrTail())")
+        XCTAssertLessThan(Date().timeIntervalSince(applied), 5)
+        try old.send(request)
+        XCTAssertTrue(waitUntil(timeout: 5) { old.count("HTTP/1.1 200") == 2 }, "the connection opened before still answers\n\(old.output)")
+        XCTAssertEqual(server.process.pid, pid)
+        XCTAssertTrue(server.process.isRunning)
+    }
 }
