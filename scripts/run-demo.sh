@@ -35,7 +35,10 @@ The control plane starts 3 demo pods, api-v1, api-v2 and the StatefulSet db-0, d
   kubectl --server http://$API scale deploy/demo --replicas=5
   kubectl --server http://$API set env deploy/demo GREETING=hi     # a rolling update
   kubectl --server http://$API rollout status deploy/demo
-  kubectl --server http://$API delete pod db-1                     # comes back as db-1, same IP
+  kubectl --server http://$API delete pod db-1                     # comes back as db-1, same IP, same claim
+  kubectl --server http://$API patch configmap demo-config --type merge -p '{"data":{"message.txt":"changed\\n"}}'
+                                                                   # the mounted file changes in every demo pod at once
+  kubectl --server http://$API get pvc,pv
   curl http://$ADMIN/routes ; curl http://$ADMIN/metrics
 
 Ctrl-C stops the server and its pods (state stays in $DATA/).

@@ -18,6 +18,9 @@ struct Echo: ParsableCommand {
           X-Echo-Chunked: 1      send the body chunked
           X-Echo-Close: 1        close the connection after the response
         A WebSocket upgrade is accepted and every frame is echoed back.
+        --show-env and --show-file add an "env" and a "files" object to the JSON: the variables as
+        the process got them, and the files as they are at the time of the request (a mounted
+        ConfigMap's update shows at once; an environment value only after a restart).
         """)
 
     @Option(help: "Address to listen on (IP:PORT; port 0 picks a free one).")
@@ -26,6 +29,12 @@ struct Echo: ParsableCommand {
     @Option(help: "Name reported in every response.")
     var name: String = "echo"
 
+    @Option(name: .customLong("show-env"), help: "An environment variable to report in every JSON response (repeatable).")
+    var showEnv: [String] = []
+
+    @Option(name: .customLong("show-file"), help: "A file whose contents (up to 4 KiB) to report in every JSON response (repeatable).")
+    var showFile: [String] = []
+
     func run() throws {
         guard let address = SocketAddress(parsing: listen) else {
             throw ValidationError("--listen: '\(listen)' is not an IP:PORT address")
@@ -33,9 +42,12 @@ struct Echo: ParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         let loop = EventLoop()
         let name = self.name
+        var env: [(String, String?)] = []
+        for v in showEnv { env.append((v, getenv(v).map { String(cString: $0) })) }
+        let files = showFile
         var listenText = ""
         let server = try HTTPServer(loop: loop, address: address, name: "echo") { request in
-            EchoHandler.reply(to: request, name: name, listen: listenText)
+            EchoHandler.reply(to: request, name: name, listen: listenText, env: env, files: files)
         }
         listenText = server.boundAddress.description
         Log("echo").info("echo \(name) listening on \(listenText)")
@@ -44,7 +56,8 @@ struct Echo: ParsableCommand {
 }
 
 enum EchoHandler {
-    static func reply(to r: ServerRequest, name: String, listen: String) -> ServerReply {
+    static func reply(to r: ServerRequest, name: String, listen: String,
+                      env: [(String, String?)] = [], files: [String] = []) -> ServerReply {
         if r.header("upgrade")?.lowercased() == "websocket", let key = r.header("sec-websocket-key") {
             return .webSocketEcho(accept: WebSocket.acceptValue(key: key))
         }
@@ -68,7 +81,14 @@ enum EchoHandler {
                 seen.append(lower)
                 json += (seen.count > 1 ? "," : "") + "\(quote(lower)):\(quote(r.header(lower) ?? ""))"
             }
-            json += "},\"body_length\":\(r.bodyLength)}\n"
+            json += "},\"body_length\":\(r.bodyLength)"
+            if !env.isEmpty {
+                json += ",\"env\":{" + env.map { "\(quote($0.0)):\($0.1.map(quote) ?? "null")" }.joined(separator: ",") + "}"
+            }
+            if !files.isEmpty {
+                json += ",\"files\":{" + files.map { "\(quote($0)):\(readSmallFile($0).map(quote) ?? "null")" }.joined(separator: ",") + "}"
+            }
+            json += "}\n"
             response = ServerResponse(status: status, headers: [("Content-Type", "application/json")],
                                       body: .bytes(Array(json.utf8)), chunked: chunked, close: close)
         }
@@ -76,6 +96,16 @@ enum EchoHandler {
             return .after(nanos: min(ms, 600_000) * 1_000_000, response)
         }
         return .now(response)
+    }
+
+    /// Up to 4 KiB of a file as text, nil if it cannot be read.
+    static func readSmallFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 4096) }
+        return n < 0 ? nil : String(decoding: buf[0..<n], as: UTF8.self)
     }
 
     /// A JSON string literal.
