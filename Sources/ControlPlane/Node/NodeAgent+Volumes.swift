@@ -290,6 +290,16 @@ extension NodeAgent {
             guard ((st.st_mode & S_IFMT) == S_IFDIR) == directory else {
                 throw VolumeError.mount("mount point \(path) is a \(directory ? "file" : "directory") but the volume is a \(directory ? "directory" : "file")")
             }
+            // Made by another of our pods (replicas share mount paths): this pod shares the
+            // ownership, so whichever of them goes last removes it.
+            let made = pods.values.filter { $0 !== rt }.flatMap(\.createdMountPoints)
+            var shared = false
+            var p = path
+            while p != "/" && !p.isEmpty {
+                if made.contains(p) && !rt.createdMountPoints.contains(p) { rt.createdMountPoints.append(p); shared = true }
+                p = (p as NSString).deletingLastPathComponent
+            }
+            if shared { saveMountPoints(rt) }
             return
         }
         var missing: [String] = []
@@ -311,6 +321,10 @@ extension NodeAgent {
             guard ok else { throw VolumeError.mount("creating mount point \(m): \(String(cString: strerror(errno)))") }
             rt.createdMountPoints.append(m)
         }
+        saveMountPoints(rt)
+    }
+
+    private func saveMountPoints(_ rt: PodRuntime) {
         let text = rt.createdMountPoints.joined(separator: "\n") + "\n"
         _ = FileManager.default.createFile(atPath: rt.dir + "/" + Self.mountPointsFile, contents: Data(text.utf8))
     }
