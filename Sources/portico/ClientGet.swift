@@ -3,128 +3,21 @@ import ControlPlane
 import Foundation
 import Objects
 
-/// The columns `get` prints for each kind, as kubectl's default printers do.
+/// The columns `get` prints for each kind: the API server's own table (`APITable`, what
+/// `kubectl get` is sent), so `portico get` and `kubectl get` print the same thing.
 enum ClientColumns {
     static func headers(_ t: ResourceType, wide: Bool) -> [String] {
-        switch t {
-        case .pods: return ["NAME", "READY", "STATUS", "RESTARTS", "AGE"] + (wide ? ["IP", "NODE"] : [])
-        case .deployments: return ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"] + (wide ? ["CONTAINERS", "IMAGES", "SELECTOR"] : [])
-        case .replicaSets: return ["NAME", "DESIRED", "CURRENT", "READY", "AGE"] + (wide ? ["CONTAINERS", "IMAGES", "SELECTOR"] : [])
-        case .statefulSets: return ["NAME", "READY", "AGE"] + (wide ? ["CONTAINERS", "IMAGES"] : [])
-        case .services: return ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"] + (wide ? ["SELECTOR"] : [])
-        case .ingresses: return ["NAME", "CLASS", "HOSTS", "ADDRESS", "PORTS", "AGE"]
-        case .endpoints: return ["NAME", "ENDPOINTS", "AGE"]
-        case .endpointSlices: return ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]
-        case .namespaces: return ["NAME", "STATUS", "AGE"]
-        case .configMaps: return ["NAME", "DATA", "AGE"]
-        case .secrets: return ["NAME", "TYPE", "DATA", "AGE"]
-        case .events: return ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
-        default: return ["NAME", "AGE"]
-        }
+        APITable.printed(t, [], wide: wide).headers
     }
 
     static func row(_ t: ResourceType, _ o: JSONValue, name: String, wide: Bool) -> [String] {
-        let age = ClientTime.age(o[path: ["metadata", "creationTimestamp"]]?.stringValue)
-        func int(_ p: [String]) -> Int { o[path: p]?.intValue ?? 0 }
-        let containers = o[path: ["spec", "template", "spec", "containers"]]?.arrayValue ?? []
-        let names = containers.compactMap { $0["name"]?.stringValue }.joined(separator: ",")
-        let images = containers.map { $0["image"]?.stringValue ?? "<none>" }.joined(separator: ",")
-        let selector = (o[path: ["spec", "selector", "matchLabels"]]?.stringMap ?? [:]).sorted { $0.key < $1.key }
-            .map { "\($0.key)=\($0.value)" }.joined(separator: ",")
-        switch t {
-        case .pods:
-            let statuses = o[path: ["status", "containerStatuses"]]?.arrayValue ?? []
-            let total = max(statuses.count, o[path: ["spec", "containers"]]?.arrayValue?.count ?? 0)
-            let ready = statuses.filter { $0["ready"] == .bool(true) }.count
-            let restarts = statuses.reduce(0) { $0 + ($1["restartCount"]?.intValue ?? 0) }
-            var r = [name, "\(ready)/\(total)", podStatus(o), "\(restarts)", age]
-            if wide { r += [o[path: ["status", "podIP"]]?.stringValue ?? "<none>", o[path: ["spec", "nodeName"]]?.stringValue ?? "<none>"] }
-            return r
-        case .deployments:
-            var r = [name, "\(int(["status", "readyReplicas"]))/\(o[path: ["spec", "replicas"]]?.intValue ?? 1)",
-                     "\(int(["status", "updatedReplicas"]))", "\(int(["status", "availableReplicas"]))", age]
-            if wide { r += [names, images, selector] }
-            return r
-        case .replicaSets:
-            var r = [name, "\(o[path: ["spec", "replicas"]]?.intValue ?? 1)", "\(int(["status", "replicas"]))", "\(int(["status", "readyReplicas"]))", age]
-            if wide { r += [names, images, selector] }
-            return r
-        case .statefulSets:
-            var r = [name, "\(int(["status", "readyReplicas"]))/\(o[path: ["spec", "replicas"]]?.intValue ?? 1)", age]
-            if wide { r += [names, images] }
-            return r
-        case .services:
-            let type = o[path: ["spec", "type"]]?.stringValue ?? "ClusterIP"
-            let ports = (o[path: ["spec", "ports"]]?.arrayValue ?? []).map { p -> String in
-                let port = p["port"]?.intValue.map(String.init) ?? "?"
-                let node = p["nodePort"]?.intValue.map { ":\($0)" } ?? ""
-                return "\(port)\(node)/\(p["protocol"]?.stringValue ?? "TCP")"
-            }
-            let external = (o[path: ["spec", "externalIPs"]]?.arrayValue ?? []).compactMap(\.stringValue)
-            var r = [name, type, o[path: ["spec", "clusterIP"]]?.stringValue ?? "<none>",
-                     external.isEmpty ? (type == "LoadBalancer" ? "<pending>" : "<none>") : external.joined(separator: ","),
-                     ports.isEmpty ? "<none>" : ports.joined(separator: ","), age]
-            if wide {
-                let s = (o[path: ["spec", "selector"]]?.stringMap ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-                r.append(s.isEmpty ? "<none>" : s.joined(separator: ","))
-            }
-            return r
-        case .ingresses:
-            let rules = o[path: ["spec", "rules"]]?.arrayValue ?? []
-            let hosts = rules.map { $0["host"]?.stringValue ?? "*" }
-            let address = (o[path: ["status", "loadBalancer", "ingress"]]?.arrayValue ?? []).compactMap { $0["ip"]?.stringValue ?? $0["hostname"]?.stringValue }
-            let tls = !(o[path: ["spec", "tls"]]?.arrayValue ?? []).isEmpty
-            return [name, o[path: ["spec", "ingressClassName"]]?.stringValue ?? "<none>",
-                    hosts.isEmpty ? "*" : hosts.joined(separator: ","), address.joined(separator: ","), tls ? "80, 443" : "80", age]
-        case .endpoints:
-            var all: [String] = []
-            for s in o["subsets"]?.arrayValue ?? [] {
-                let ports = (s["ports"]?.arrayValue ?? []).compactMap { $0["port"]?.intValue }
-                for a in s["addresses"]?.arrayValue ?? [] {
-                    let ip = a["ip"]?.stringValue ?? "?"
-                    if ports.isEmpty { all.append(ip) } else { all += ports.map { "\(ip):\($0)" } }
-                }
-            }
-            return [name, summarize(all), age]
-        case .endpointSlices:
-            let ports = (o["ports"]?.arrayValue ?? []).compactMap { $0["port"]?.intValue.map(String.init) }
-            let addrs = (o["endpoints"]?.arrayValue ?? []).flatMap { ($0["addresses"]?.arrayValue ?? []).compactMap(\.stringValue) }
-            return [name, o["addressType"]?.stringValue ?? "IPv4", ports.isEmpty ? "<unset>" : ports.joined(separator: ","), summarize(addrs), age]
-        case .namespaces:
-            return [name, o[path: ["status", "phase"]]?.stringValue ?? "Active", age]
-        case .configMaps:
-            return [name, "\((o["data"]?.objectValue?.count ?? 0) + (o["binaryData"]?.objectValue?.count ?? 0))", age]
-        case .secrets:
-            return [name, o["type"]?.stringValue ?? "Opaque", "\((o["data"]?.objectValue?.count ?? 0) + (o["stringData"]?.objectValue?.count ?? 0))", age]
-        case .events:
-            let seen = o["lastTimestamp"]?.stringValue ?? o["eventTime"]?.stringValue ?? o[path: ["metadata", "creationTimestamp"]]?.stringValue
-            let io = o["involvedObject"]
-            let object = "\((io?["kind"]?.stringValue ?? "").lowercased())/\(io?["name"]?.stringValue ?? "")"
-            return [ClientTime.age(seen), o["type"]?.stringValue ?? "Normal", o["reason"]?.stringValue ?? "", object, o["message"]?.stringValue ?? ""]
-        default:
-            return [name, age]
-        }
+        var cells = APITable.printed(t, [o], wide: wide).rows[0]
+        // The NAME column shows `kind/name` when several kinds are listed.
+        if let i = headers(t, wide: wide).firstIndex(of: "NAME"), cells[i].hasPrefix(o.name) { cells[i] = name + cells[i].dropFirst(o.name.count) }
+        return cells
     }
 
-    /// `10.0.0.1:80,10.0.0.2:80,10.0.0.3:80 + 2 more...`, or `<none>`.
-    static func summarize(_ items: [String]) -> String {
-        if items.isEmpty { return "<none>" }
-        if items.count <= 3 { return items.joined(separator: ",") }
-        return items.prefix(3).joined(separator: ",") + " + \(items.count - 3) more..."
-    }
-
-    /// kubectl's STATUS column: Terminating, a container's waiting or terminated reason, or the phase.
-    static func podStatus(_ o: JSONValue) -> String {
-        if o[path: ["metadata", "deletionTimestamp"]] != nil { return "Terminating" }
-        var status = o[path: ["status", "reason"]]?.stringValue ?? o[path: ["status", "phase"]]?.stringValue ?? "Pending"
-        for c in o[path: ["status", "containerStatuses"]]?.arrayValue ?? [] {
-            if let r = c[path: ["state", "waiting", "reason"]]?.stringValue, !r.isEmpty { status = r }
-            else if let t = c[path: ["state", "terminated"]], t != .null {
-                status = t["reason"]?.stringValue ?? "ExitCode:\(t["exitCode"]?.intValue ?? 0)"
-            }
-        }
-        return status
-    }
+    static func podStatus(_ o: JSONValue) -> String { APITable.podStatus(o) }
 }
 
 struct Get: ParsableCommand {

@@ -2,8 +2,9 @@ import Foundation
 import Objects
 
 /// `meta.k8s.io/v1` Table responses, which `kubectl get` asks for (`Accept: …;as=Table`) to
-/// print the columns a real API server's printers give (READY, STATUS, CLUSTER-IP, …).
-enum APITable {
+/// print the columns a real API server's printers give (READY, STATUS, CLUSTER-IP, …). The same
+/// columns serve `portico get` (`printed`), so both clients show one table.
+public enum APITable {
     struct Column {
         var name: String
         var type: String = "string"
@@ -31,6 +32,37 @@ enum APITable {
                         "columnDefinitions": .array(defs), "rows": .array(rows)])
     }
 
+    /// The table as text cells: kubectl's upper-case headers, the priority-0 columns (all with
+    /// `wide`), `<none>` for a missing value.
+    public static func printed(_ type: ResourceType, _ items: [JSONValue], wide: Bool, now: Date = Date()) -> (headers: [String], rows: [[String]]) {
+        let cols = columns(type, now: now).filter { wide || $0.priority == 0 }
+        func text(_ v: JSONValue) -> String {
+            switch v {
+            case .string(let s): return s
+            case .int(let n): return String(n)
+            case .bool(let b): return b ? "true" : "false"
+            case .null: return "<none>"
+            default: return v.jsonString
+            }
+        }
+        return (cols.map { $0.name.uppercased() }, items.map { o in cols.map { text($0.value(o)) } })
+    }
+
+    /// kubectl's STATUS of a pod: Terminating, else the last container's waiting reason or
+    /// terminated reason (`ExitCode:N` without one), else the pod's reason or phase.
+    public static func podStatus(_ o: JSONValue) -> String {
+        if o[path: ["metadata", "deletionTimestamp"]] != nil { return "Terminating" }
+        var status = str(o, ["status", "reason"], str(o, ["status", "phase"], "Pending"))
+        for c in o[path: ["status", "containerStatuses"]]?.arrayValue ?? [] {
+            if let r = c[path: ["state", "waiting", "reason"]]?.stringValue, !r.isEmpty {
+                status = r
+            } else if let t = c[path: ["state", "terminated"]], t != .null {
+                status = t["reason"]?.stringValue ?? "ExitCode:\(t["exitCode"]?.intValue ?? 0)"
+            }
+        }
+        return status
+    }
+
     static func s(_ v: String) -> JSONValue { .string(v) }
     static func i(_ v: Int) -> JSONValue { .int(v) }
     static func int(_ o: JSONValue, _ path: [String]) -> Int { o[path: path]?.intValue ?? 0 }
@@ -50,14 +82,7 @@ enum APITable {
                         let total = o[path: ["spec", "containers"]]?.arrayValue?.count ?? 0
                         return s("\(statuses.filter { $0["ready"] == .bool(true) }.count)/\(total)")
                     },
-                    Column(name: "Status") { o in
-                        if o[path: ["metadata", "deletionTimestamp"]] != nil { return s("Terminating") }
-                        for c in o[path: ["status", "containerStatuses"]]?.arrayValue ?? [] {
-                            if let r = c[path: ["state", "waiting", "reason"]]?.stringValue, !r.isEmpty { return s(r) }
-                            if let r = c[path: ["state", "terminated", "reason"]]?.stringValue, !r.isEmpty { return s(r) }
-                        }
-                        return s(str(o, ["status", "reason"], str(o, ["status", "phase"], "Pending")))
-                    },
+                    Column(name: "Status") { s(podStatus($0)) },
                     Column(name: "Restarts", type: "integer") { o in
                         i((o[path: ["status", "containerStatuses"]]?.arrayValue ?? []).reduce(0) { $0 + ($1["restartCount"]?.intValue ?? 0) })
                     },
