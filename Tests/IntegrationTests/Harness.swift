@@ -848,3 +848,35 @@ extension PorticoServer {
         return p
     }
 }
+
+// MARK: - Process accounting (reliability tests)
+
+/// CPU time (user + system) `pid` has used so far, in seconds, from /proc/PID/stat fields 14 and 15.
+func cpuSeconds(pid: Int32) -> Double? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = text.lastIndex(of: ")") else { return nil }
+    // Fields after "(comm)" start at field 3 (state); utime and stime are fields 14 and 15.
+    let rest = text[text.index(after: close)...].split(separator: " ")
+    guard rest.count > 13, let u = Double(rest[11]), let s = Double(rest[12]) else { return nil }
+    return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// Number of open descriptors of `pid` (entries of /proc/PID/fd).
+func openDescriptors(pid: Int32) -> Int? {
+    (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count
+}
+
+/// Lowers (or raises) a running process's RLIMIT_NOFILE with `prlimit --pid`.
+func setDescriptorLimit(pid: Int32, _ limit: Int) throws {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+    p.arguments = ["--pid", String(pid), "--nofile=\(limit):\(limit)"]
+    try p.run()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw HarnessError("prlimit --pid \(pid) --nofile=\(limit) failed") }
+}
+
+/// The number of stderr lines of `process` that contain every one of `fragments`.
+func countLines(_ process: ManagedProcess, containing fragments: [String]) -> Int {
+    process.stderr.split(separator: "\n").filter { line in fragments.allSatisfy { line.contains($0) } }.count
+}
