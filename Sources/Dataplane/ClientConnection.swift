@@ -423,7 +423,12 @@ final class ClientConnection: Channel {
         } else {
             let fd: Int32
             do {
-                fd = try Socket.connect(to: state.backend.endpoints[ep].address)
+                fd = try worker.connectUpstream(to: state.backend.endpoints[ep].address)
+            } catch let e as SocketError where e.errno == EMFILE || e.errno == ENFILE {
+                // The proxy's own shortage, not the endpoint's: no ejection, no retry elsewhere.
+                state.picker.requestFinished(ep)
+                respondError(503, "proxy out of file descriptors", close: true)
+                return
             } catch let e as SocketError {
                 let fresh = UpstreamConnection(fd: -1, worker: worker, backendState: state, endpointIndex: ep)
                 upstream = fresh
