@@ -880,3 +880,79 @@ func setDescriptorLimit(pid: Int32, _ limit: Int) throws {
 func countLines(_ process: ManagedProcess, containing fragments: [String]) -> Int {
     process.stderr.split(separator: "\n").filter { line in fragments.allSatisfy { line.contains($0) } }.count
 }
+
+/// Samples `pid`'s VmRSS every 50 ms while `work` runs; returns the peak growth in bytes over the
+/// value read just before (for tests that must show memory stays bounded).
+func peakResidentGrowth(pid: Int32, during work: () throws -> Void) rethrows -> Int {
+    let base = residentBytes(pid: pid) ?? 0
+    let peak = PeakSample(base)
+    let stop = DispatchSemaphore(value: 0)
+    let done = DispatchSemaphore(value: 0)
+    Thread.detachNewThread {
+        while stop.wait(timeout: .now() + 0.05) == .timedOut {
+            if let v = residentBytes(pid: pid) { peak.update(v) }
+        }
+        done.signal()
+    }
+    defer { stop.signal(); done.wait() }
+    try work()
+    if let v = residentBytes(pid: pid) { peak.update(v) }
+    return peak.value - base
+}
+
+final class PeakSample: @unchecked Sendable {
+    private let lock = NSLock()
+    private var peak: Int
+    init(_ v: Int) { peak = v }
+    func update(_ v: Int) { lock.lock(); peak = max(peak, v); lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return peak }
+}
+
+// MARK: - portico-load
+
+/// `portico-load` next to the portico binary (or `$PORTICO_LOAD_BIN`), run to completion; returns
+/// its JSON report.
+enum LoadTool {
+    static let path: String = {
+        if let env = ProcessInfo.processInfo.environment["PORTICO_LOAD_BIN"], !env.isEmpty { return env }
+        return (Binary.path as NSString).deletingLastPathComponent + "/portico-load"
+    }()
+
+    struct Report {
+        var json: [String: Any]
+        var responses: Int { (json["responses"] as? NSNumber)?.intValue ?? 0 }
+        var errors: Int { ((json["errors"] as? [String: Any])?["total"] as? NSNumber)?.intValue ?? -1 }
+        var status: [String: Int] { (json["status"] as? [String: Any] ?? [:]).mapValues { ($0 as? NSNumber)?.intValue ?? 0 } }
+        func latency(_ key: String) -> Double { ((json["latency_ms"] as? [String: Any])?[key] as? NSNumber)?.doubleValue ?? -1 }
+        var p99: Double { latency("p99") }
+    }
+
+    static func run(_ args: [String], timeout: TimeInterval = 60) throws -> Report {
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw HarnessError("portico-load not found at \(path): run `swift build` first or set PORTICO_LOAD_BIN")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = ["--json"] + args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        let errBox = DataBox()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async { errBox.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        let killer = DispatchWorkItem { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
+        let body = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        p.waitUntilExit()
+        killer.cancel()
+        guard let o = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] else {
+            throw HarnessError("portico-load \(args) exited \(p.terminationStatus) without a JSON report: "
+                + String(decoding: errBox.data, as: UTF8.self))
+        }
+        return Report(json: o)
+    }
+}
