@@ -736,7 +736,7 @@ final class ClientConnection: Channel {
             let space = max(up.inBuf.writableCount, 16384)
             switch up.read(minSpace: 16384) {
             case .bytes(let n):
-                if n < space && up.tls == nil { up.canRead = false }
+                if n < space && up.tls == nil && !up.peerClosed { up.canRead = false }
                 worker.upstreamTimer.arm(up)
                 if !respHeadDone {
                     if !parseResponseHead(up) { return }
