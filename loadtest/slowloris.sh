@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Slowloris against `portico serve`: SLOW connections (default 1000) each trickle one byte of a
 # never-ending request head per second, while portico-load holds a fixed rate (-R) of well-behaved
-# requests. The same load is run first without the attack (the clean run). Prints both p99s and
-# their ratio, how many slow connections were answered 408 and when, and the proxy's descriptors.
-# Exit 1 if a slow connection was not answered 408, a well-behaved request failed, or the p99
-# ratio exceeds MAX_RATIO (default 2).
+# requests. Each of ROUNDS rounds runs the same load first without the attack (clean) and then
+# under it, so the two are measured side by side on the same (possibly busy) machine. Prints both
+# p99s per round, the medians and their ratio, how many slow connections were answered 408 and
+# when, the proxy's CPU time, descriptors and RSS. Exit 1 if a slow connection was not answered
+# 408, a well-behaved request failed, or the ratio of median p99s exceeds MAX_RATIO (default 2).
 #
 #   loadtest/slowloris.sh                    # debug build; PORTICO=.build/release/portico for release
-#   SLOW=1000 RATE=500 CONNS=16 T=10s HEADER_TIMEOUT=15s WORKERS=2 loadtest/slowloris.sh
+#   SLOW=1000 RATE=500 CONNS=16 T=10s HEADER_TIMEOUT=12s WORKERS=2 ROUNDS=3 loadtest/slowloris.sh
 #
 # Loopback only, kernel-chosen ports; every process it starts is stopped on exit.
 set -euo pipefail
@@ -17,7 +18,8 @@ SLOW=${SLOW:-1000}
 RATE=${RATE:-500}
 CONNS=${CONNS:-16}
 T=${T:-10s}
-HEADER_TIMEOUT=${HEADER_TIMEOUT:-15s}
+HEADER_TIMEOUT=${HEADER_TIMEOUT:-12s}
+ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-2}
 MAX_RATIO=${MAX_RATIO:-2}
 BIN=${PORTICO:-.build/debug/portico}
@@ -70,49 +72,35 @@ PORT=$(wait_for "$TMP/serve.log" 'listening http=127\.0\.0\.1:[0-9]+' | grep -Eo
 URL="http://127.0.0.1:$PORT/load"
 LOADARGS=(-c "$CONNS" -R "$RATE" -d "$T" --timeout 5s -H 'Host: slow.test' --json "$URL")
 
-echo "# $(date -u +%FT%TZ) $(nproc) cores; SLOW=$SLOW RATE=$RATE CONNS=$CONNS T=$T HEADER_TIMEOUT=$HEADER_TIMEOUT WORKERS=$WORKERS"
-"$LOAD" "${LOADARGS[@]}" >"$TMP/clean.json" || true
-FDS_BEFORE=$(ls /proc/$SERVE/fd | wc -l)
-
-# The attacker: non-blocking sockets, one byte per connection per second, records each reply.
 cat >"$TMP/attack.py" <<'EOF'
-import json, os, select, socket, sys, time
+import json, select, socket, sys, time
 port, count, limit, ready = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 head = b"GET /slowloris HTTP/1.1\r\nHost: slow.test\r\nX-Slow: "
-conns = []
-for _ in range(count):
+conns, by_fd, poller = [], {}, select.poll()
+for i in range(count):
     s = socket.create_connection(("127.0.0.1", port))
     s.setblocking(False)
-    conns.append({"s": s, "first": None, "answered": None, "reply": b"", "closed": False})
-sent, start = 0, time.monotonic()
-next_tick = start
-signalled = False
-while time.monotonic() - start < limit and not all(c["closed"] for c in conns):
-    now = time.monotonic()
-    if now >= next_tick:
-        b = head[sent:sent + 1] if sent < len(head) else b"a"
-        for c in conns:
-            if c["closed"] or c["reply"]:
-                continue
-            try:
-                c["s"].send(b)
-                c["first"] = c["first"] or time.monotonic()
-            except BlockingIOError:
-                pass
-            except OSError:
-                c["closed"] = True
-        sent += 1
-        next_tick += 1
-        if not signalled:
-            open(ready, "w").close()
-            signalled = True
-    poller = select.poll()
-    by_fd = {}
+    # Connection i sends at offset i/count of every second: the bytes are spread evenly.
+    c = {"s": s, "offset": i / count, "sent": 0, "first": None, "answered": None, "reply": b"", "closed": False}
+    conns.append(c)
+    by_fd[s.fileno()] = c
+    poller.register(s, select.POLLIN)
+start = time.monotonic()
+open(ready, "w").close()
+live = count
+while live and time.monotonic() - start < limit:
+    now = time.monotonic() - start
     for c in conns:
-        if not c["closed"]:
-            poller.register(c["s"], select.POLLIN)
-            by_fd[c["s"].fileno()] = c
-    for fd, _ in poller.poll(50):
+        if c["closed"] or c["reply"] or now < c["sent"] + c["offset"]:
+            continue
+        b = head[c["sent"]:c["sent"] + 1] or b"a"
+        try:
+            c["s"].send(b)
+            c["first"] = c["first"] or time.monotonic()
+        except OSError:
+            pass  # full or reset: a reset shows in the read below
+        c["sent"] += 1
+    for fd, _ in poller.poll(10):
         c = by_fd[fd]
         try:
             data = c["s"].recv(4096)
@@ -125,6 +113,8 @@ while time.monotonic() - start < limit and not all(c["closed"] for c in conns):
             c["reply"] += data[:256]
         else:
             c["closed"] = True
+            live -= 1
+            poller.unregister(fd)
 after = sorted(c["answered"] - c["first"] for c in conns if c["answered"] and c["first"])
 print(json.dumps({
     "connections": count,
@@ -134,37 +124,58 @@ print(json.dumps({
 }))
 EOF
 LIMIT=$(python3 -c "import re,sys; v='$HEADER_TIMEOUT'; m=re.fullmatch(r'(\d+)(ms|s|m)',v); n=int(m[1]); print({'ms':n/1000,'s':n,'m':n*60}[m[2]]+10)")
-python3 "$TMP/attack.py" "$PORT" "$SLOW" "$LIMIT" "$TMP/ready" >"$TMP/attack.json" & ATTACK=$!; PIDS+=($ATTACK)
-for _ in $(seq 300); do [ -e "$TMP/ready" ] && break; sleep 0.1; done
-[ -e "$TMP/ready" ] || { echo "slowloris.sh: the attacker did not connect" >&2; exit 2; }
-FDS_DURING=$(ls /proc/$SERVE/fd | wc -l)
-RSS_DURING=$(awk '/VmRSS/ {print $2}' /proc/$SERVE/status)
-"$LOAD" "${LOADARGS[@]}" >"$TMP/attack-load.json" || true
-wait "$ATTACK" || true
-sleep 1
-FDS_AFTER=$(ls /proc/$SERVE/fd | wc -l)
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # clock ticks (user + system)
 
-python3 - "$TMP/clean.json" "$TMP/attack-load.json" "$TMP/attack.json" "$FDS_BEFORE" "$FDS_DURING" "$FDS_AFTER" "$RSS_DURING" "$MAX_RATIO" <<'EOF'
-import json, sys
-clean, load, attack = (json.load(open(p)) for p in sys.argv[1:4])
-fb, fd, fa, rss, max_ratio = sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7], float(sys.argv[8])
-def row(name, r):
-    other = {k: v for k, v in r["status"].items() if k != "200"}
-    print(f"{name:<14} {r['responses']:>9} {r['errors']['total']:>7} {r['latency_ms']['p50']:>9.3f} "
-          f"{r['latency_ms']['p99']:>9.3f} {r['latency_ms']['max']:>9.3f} {r['requests_per_sec']:>9.1f}  {other or ''}")
-print(f"{'run':<14} {'responses':>9} {'errors':>7} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} {'req/s':>9}")
-row("clean", clean)
-row("under attack", load)
-ratio = load["latency_ms"]["p99"] / clean["latency_ms"]["p99"] if clean["latency_ms"]["p99"] > 0 else float("inf")
-print(f"p99 clean {clean['latency_ms']['p99']:.3f} ms, under attack {load['latency_ms']['p99']:.3f} ms, ratio {ratio:.2f} (limit {max_ratio})")
-print(f"slow connections {attack['connections']}: answered 408 {attack['answered_408']}, closed {attack['closed']}, "
-      f"408 after {attack['first_s']:.2f} to {attack['last_s']:.2f} s from their first byte")
-print(f"proxy descriptors before {fb}, during the attack {fd}, after {fa}; RSS during the attack {int(rss)//1024} MiB")
+echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $BIN"
+echo "# SLOW=$SLOW RATE=$RATE CONNS=$CONNS T=$T HEADER_TIMEOUT=$HEADER_TIMEOUT WORKERS=$WORKERS ROUNDS=$ROUNDS"
+: >"$TMP/rounds.txt"
+for r in $(seq "$ROUNDS"); do
+    C0=$(cpu $SERVE)
+    "$LOAD" "${LOADARGS[@]}" >"$TMP/clean-$r.json" || true
+    CPU_CLEAN=$(( $(cpu $SERVE) - C0 ))
+    FDS_BEFORE=$(ls /proc/$SERVE/fd | wc -l)
+    rm -f "$TMP/ready"
+    python3 "$TMP/attack.py" "$PORT" "$SLOW" "$LIMIT" "$TMP/ready" >"$TMP/attack-$r.json" & ATTACK=$!; PIDS+=($ATTACK)
+    for _ in $(seq 300); do [ -e "$TMP/ready" ] && break; sleep 0.1; done
+    [ -e "$TMP/ready" ] || { echo "slowloris.sh: the attacker did not connect" >&2; exit 2; }
+    sleep 0.5  # let the proxy accept them all
+    FDS_DURING=$(ls /proc/$SERVE/fd | wc -l)
+    RSS_DURING=$(awk '/VmRSS/ {print $2}' /proc/$SERVE/status)
+    C0=$(cpu $SERVE); A0=$(cpu $ATTACK)
+    "$LOAD" "${LOADARGS[@]}" >"$TMP/load-$r.json" || true
+    CPU_ATTACK=$(( $(cpu $SERVE) - C0 )); CPU_ATTACKER=$(( $(cpu $ATTACK) - A0 ))
+    wait "$ATTACK" || true
+    sleep 1
+    FDS_AFTER=$(ls /proc/$SERVE/fd | wc -l)
+    echo "$r $CPU_CLEAN $CPU_ATTACK $CPU_ATTACKER $FDS_BEFORE $FDS_DURING $FDS_AFTER $RSS_DURING" >>"$TMP/rounds.txt"
+done
+
+python3 - "$TMP" "$MAX_RATIO" "$(getconf CLK_TCK)" <<'EOF'
+import json, statistics, sys
+tmp, max_ratio, hz = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 bad = []
-if attack["answered_408"] != attack["connections"]: bad.append("not every slow connection got 408")
-if load["errors"]["total"] or clean["errors"]["total"]: bad.append("well-behaved requests failed")
-if any(k != "200" for k in load["status"]): bad.append("non-200 responses under attack")
-if ratio > max_ratio: bad.append(f"p99 ratio {ratio:.2f} > {max_ratio}")
+print(f"{'round':<6} {'run':<13} {'responses':>9} {'errors':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'proxy cpu s':>11}")
+clean_p99, load_p99 = [], []
+for line in open(f"{tmp}/rounds.txt"):
+    r, cc, ca, cx, fb, fd, fa, rss = line.split()
+    clean, load, attack = (json.load(open(f"{tmp}/{k}-{r}.json")) for k in ("clean", "load", "attack"))
+    for name, x, c in (("clean", clean, cc), ("under attack", load, ca)):
+        print(f"{r:<6} {name:<13} {x['responses']:>9} {x['errors']['total']:>6} {x['latency_ms']['p50']:>8.3f} "
+              f"{x['latency_ms']['p99']:>8.3f} {x['latency_ms']['max']:>8.3f} {int(c)/hz:>11.2f}")
+        if x["errors"]["total"] or any(k != "200" for k in x["status"]):
+            bad.append(f"round {r} {name}: errors {x['errors']} statuses {x['status']}")
+    clean_p99.append(clean["latency_ms"]["p99"]); load_p99.append(load["latency_ms"]["p99"])
+    print(f"       slow connections {attack['connections']}: 408 {attack['answered_408']}, closed {attack['closed']}, "
+          f"408 after {attack['first_s']:.2f}-{attack['last_s']:.2f} s; attacker cpu {int(cx)/hz:.2f} s; "
+          f"proxy fds {fb} -> {fd} -> {fa}, RSS during {int(rss)//1024} MiB")
+    if attack["answered_408"] != attack["connections"]:
+        bad.append(f"round {r}: {attack['connections'] - attack['answered_408']} slow connections without 408")
+mc, ml = statistics.median(clean_p99), statistics.median(load_p99)
+ratio = ml / mc if mc > 0 else float("inf")
+print(f"median p99: clean {mc:.3f} ms, under attack {ml:.3f} ms, ratio {ratio:.2f} (limit {max_ratio}); "
+      f"per round: {', '.join(f'{l / c:.2f}' for c, l in zip(clean_p99, load_p99))}")
+if ratio > max_ratio:
+    bad.append(f"p99 ratio {ratio:.2f} > {max_ratio}")
 print("RESULT: " + ("PASS" if not bad else "FAIL: " + "; ".join(bad)))
 sys.exit(1 if bad else 0)
 EOF
