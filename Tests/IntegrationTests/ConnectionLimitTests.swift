@@ -94,6 +94,41 @@ final class ConnectionLimitTests: XCTestCase {
         XCTAssertTrue(s.process.isRunning)
     }
 
+    /// Out of descriptors, a request that needs a new upstream connection spends one of the
+    /// worker's reserve; when those are gone too it is answered 503 — the proxy's shortage —
+    /// without counting a failure against (and ejecting) the endpoint.
+    func testUpstreamConnectsOutOfDescriptorsAre503AndEjectNothing() throws {
+        let fx = try Fixture()
+        defer { fx.stop() }
+        let s = try startProxy(fx)
+        let pid = s.process.pid
+        try setDescriptorLimit(pid: pid, try XCTUnwrap(openDescriptors(pid: pid)) + 12)
+        let (served, waiting) = try fillUntilRefused(s, max: 40)
+        let pending = try XCTUnwrap(waiting, "the proxy ran out of descriptors within 40 connections")
+        // Every served connection asks at once for a slow answer: each needs an upstream
+        // connection of its own, more than the pooled one and the reserve of 8 together.
+        for (i, c) in served.enumerated() {
+            try c.send("GET /concurrent/\(i) HTTP/1.1\r\nHost: limit.test\r\nX-Echo-Delay-Ms: 500\r\n\r\n")
+        }
+        var statuses: [Int] = []
+        for c in served {
+            c.setTimeout(10)
+            statuses.append(try c.readResponse().status)
+        }
+        print("figure: \(served.count) concurrent requests out of descriptors: \(statuses.filter { $0 == 200 }.count) x 200, "
+            + "\(statuses.filter { $0 == 503 }.count) x 503")
+        XCTAssertEqual(statuses.filter { $0 != 200 && $0 != 503 }, [], "200 or 503 (the proxy's shortage), never 502")
+        XCTAssertGreaterThanOrEqual(statuses.filter { $0 == 200 }.count, 9, "the pooled connection and the reserve of 8 were used")
+        XCTAssertGreaterThanOrEqual(statuses.filter { $0 == 503 }.count, 1, "more requests than descriptors")
+        XCTAssertEqual(countLines(s.process, containing: ["out of file descriptors"]), 1, s.process.stderrTail(30))
+
+        for c in served { c.close() }
+        pending.setTimeout(8)
+        XCTAssertEqual(try pending.readResponse().status, 200, "accepted once descriptors were freed")
+        XCTAssertEqual(try s.metric("portico_endpoint_ejections_total") ?? 0, 0, "the endpoint was not blamed")
+        XCTAssertEqual(try RawClient.exchange(port: s.httpPort, "GET /after HTTP/1.1\r\nHost: limit.test\r\n\r\n").status, 200)
+    }
+
     func testMaxConnectionsHoldsTheLimitWithoutSpinningAndResumes() throws {
         let fx = try Fixture()
         defer { fx.stop() }
