@@ -237,12 +237,13 @@ public final class Worker {
         return true
     }
 
-    /// The listener could not accept (`reason`: EMFILE, ENFILE...): logged the first time only.
+    /// An accept or an upstream connect failed for want of descriptors (`reason`: EMFILE,
+    /// ENFILE...): logged the first time only, until accepting succeeds again.
     func enterDescriptorShortage(_ reason: String) {
         guard !descriptorShortage else { return }
         descriptorShortage = true
-        log.warning("out of file descriptors (\(reason)): accepts paused, open connections are still served; "
-            + "raise the limit (ulimit -n) or lower --max-connections")
+        log.warning("out of file descriptors (\(reason)): accepts wait until some are free, open connections are "
+            + "still served; raise the limit (ulimit -n) or lower --max-connections")
     }
 
     /// `--max-connections` reached: logged the first time only.
