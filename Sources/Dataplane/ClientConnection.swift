@@ -427,6 +427,7 @@ final class ClientConnection: Channel {
             } catch let e as SocketError where e.errno == EMFILE || e.errno == ENFILE {
                 // The proxy's own shortage, not the endpoint's: no ejection, no retry elsewhere.
                 state.picker.requestFinished(ep)
+                worker.enterDescriptorShortage("\(e)")
                 respondError(503, "proxy out of file descriptors", close: true)
                 return
             } catch let e as SocketError {
