@@ -6,8 +6,8 @@
 #   - kill -9 of one pod process every KILL_EVERY (the node agent restarts the container),
 #   - the watched Ingress manifest rewritten (new annotation value: re-applied, RouteTable
 #     swapped), or SIGHUP (all manifests re-applied), alternately every APPLY_EVERY.
-# Every INTERVAL it prints the proxy's RSS, open descriptors, zombie children, threads and pod
-# processes; at the end the load report and the failed-request count (errors + non-2xx), and
+# Every INTERVAL it prints the proxy's RSS, open descriptors, zombie children, threads, pod
+# processes and the number of Events in the store; at the end the load report and the failed-request count (errors + non-2xx), and
 # exit 1 if any request failed or a pod process outlived the server.
 #
 #   loadtest/soak.sh                      # 30 minutes
@@ -137,8 +137,10 @@ stats() {
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$SERVE/status")
     fds=$(ls "/proc/$SERVE/fd" | wc -l)
     threads=$(awk '/Threads/ {print $2}' "/proc/$SERVE/status")
-    printf '%6ss  rss %6d KiB  fds %4d  zombies %d  threads %2d  pod processes %d  ready %s\n' \
-        "$1" "$rss" "$fds" "$(zombies)" "$threads" "$(pods | wc -l)" "$(ready)"
+    # Events are kept an hour (Kubernetes' --event-ttl): the store, and so RSS, grows with them.
+    printf '%6ss  rss %6d KiB  fds %4d  zombies %d  threads %2d  pod processes %d  ready %s  events %s\n' \
+        "$1" "$rss" "$fds" "$(zombies)" "$threads" "$(pods | wc -l)" "$(ready)" \
+        "$("${K[@]}" get events -A --no-headers 2>/dev/null | wc -l)"
 }
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores; $BIN; app $APP"
