@@ -44,7 +44,7 @@ final class FailingBackendTests: XCTestCase {
         ]))
         // One worker: ejection state is per worker, so the counts below are exact.
         let server = try fx.serve([m], ["--workers", "1", "--upstream-timeout", "1s", "--upstream-connect-timeout", "1s",
-                                        "--tries", "2", "--eject-after", "3", "--eject-time", "1s"])
+                                        "--tries", "2", "--eject-after", "3", "--eject-time", "2s"])
         return State(server: server, scripted: scripted, resetter: resetter, good: good, flappy: flappy, stable: stable)
     }
 
@@ -166,9 +166,9 @@ final class FailingBackendTests: XCTestCase {
             let r = try exchange("mixed.test", "POST", "/ok/p\(i)", body: "n=\(i)")
             if r.status == 200 { ok += 1 } else { XCTAssertEqual(r.status, 502); failed += 1 }
         }
-        // Once ejected (--eject-time 1s), and then again after it, GETs hide it: a reset try is
+        // Once ejected (--eject-time 2s), and then again after it, GETs hide it: a reset try is
         // retried on the good endpoint.
-        Thread.sleep(forTimeInterval: 1.1)
+        Thread.sleep(forTimeInterval: 2.1)
         // GETs: every one answered 200 — a reset try is retried on the good endpoint.
         var gets = 0
         for i in 0..<20 {
@@ -220,26 +220,32 @@ final class FailingBackendTests: XCTestCase {
         XCTAssertGreaterThan(up.flappy, 0, "both endpoints serve while up")
         XCTAssertGreaterThan(up.stable, 0)
 
+        // Ejections start during the first few requests of a "down" round; waits are measured
+        // from the round's start, with margins of a second or more for a slow machine.
         let e0 = try ejections()
         st.flappy.stop()
+        let down1 = Date()
         let down = try round("down")
         XCTAssertEqual(down.flappy, 0)
         XCTAssertEqual(try ejections() - e0, 1, "the refusing endpoint is ejected once")
 
         try st.flappy.restart()
-        Thread.sleep(forTimeInterval: 1.3)  // --eject-time 1s
+        Thread.sleep(until: down1.addingTimeInterval(3))  // --eject-time 2s
         let back = try round("back")
         XCTAssertGreaterThan(back.flappy, 0, "back in rotation after the ejection period")
 
         st.flappy.stop()
+        let down2 = Date()
         _ = try round("down-again")
         XCTAssertEqual(try ejections() - e0, 2, "ejected again")
         try st.flappy.restart()
-        // The second ejection lasts twice as long (2 s): right after 1.3 s it is still out.
-        Thread.sleep(forTimeInterval: 1.3)
+        // The second ejection lasts twice as long (4 s): 2 s after it began it is still out,
+        // although it answers again.
+        Thread.sleep(until: down2.addingTimeInterval(2))
         let stillOut = try round("still-out", 10)
-        XCTAssertEqual(stillOut.flappy, 0, "the second ejection is 2 s")
-        Thread.sleep(forTimeInterval: 1.0)
+        XCTAssertLessThan(Date().timeIntervalSince(down2), 3.8, "the check ran inside the second ejection")
+        XCTAssertEqual(stillOut.flappy, 0, "the second ejection is 4 s")
+        Thread.sleep(until: down2.addingTimeInterval(5))
         let backAgain = try round("back-again")
         XCTAssertGreaterThan(backAgain.flappy, 0, "back after the doubled period")
     }
