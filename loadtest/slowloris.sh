@@ -2,13 +2,16 @@
 # Slowloris against `portico serve`: SLOW connections (default 1000) each trickle one byte of a
 # never-ending request head per second, while portico-load holds a fixed rate (-R) of well-behaved
 # requests. Each of ROUNDS rounds runs the same load first without the attack (clean) and then
-# under it, so the two are measured side by side on the same (possibly busy) machine. Prints both
+# under it, so the two are measured side by side on the same (possibly busy) machine. In the clean
+# run the same attacker trickles into a socket of its own that nobody reads (BASELINE=sink, the
+# default), so both runs share the 2 cores with the same attacker CPU and the difference is the
+# proxy's; BASELINE=none leaves the attacker out of the clean run. Prints both
 # p99s per round, the medians and their ratio, how many slow connections were answered 408 and
 # when, the proxy's CPU time, descriptors and RSS. Exit 1 if a slow connection was not answered
 # 408, a well-behaved request failed, or the ratio of median p99s exceeds MAX_RATIO (default 2).
 #
 #   loadtest/slowloris.sh                    # debug build; PORTICO=.build/release/portico for release
-#   SLOW=1000 RATE=500 CONNS=16 T=10s HEADER_TIMEOUT=12s WORKERS=2 ROUNDS=3 loadtest/slowloris.sh
+#   SLOW=1000 RATE=500 CONNS=16 T=10s HEADER_TIMEOUT=12s WORKERS=2 ROUNDS=3 BASELINE=sink SLOTS=20 loadtest/slowloris.sh
 #
 # Loopback only, kernel-chosen ports; every process it starts is stopped on exit.
 set -euo pipefail
@@ -20,6 +23,7 @@ CONNS=${CONNS:-16}
 T=${T:-10s}
 HEADER_TIMEOUT=${HEADER_TIMEOUT:-12s}
 ROUNDS=${ROUNDS:-3}
+export SLOTS=${SLOTS:-20}  # the attacker sends in SLOTS bursts a second (1: all at once)
 WORKERS=${WORKERS:-2}
 MAX_RATIO=${MAX_RATIO:-2}
 BIN=${PORTICO:-.build/debug/portico}
@@ -73,34 +77,47 @@ URL="http://127.0.0.1:$PORT/load"
 LOADARGS=(-c "$CONNS" -R "$RATE" -d "$T" --timeout 5s -H 'Host: slow.test' --json "$URL")
 
 cat >"$TMP/attack.py" <<'EOF'
-import json, select, socket, sys, time
+import json, math, os, select, socket, sys, time
+# port 0: aim at a listening socket of our own that never reads (the baseline: same attacker
+# CPU, no proxy involved); otherwise at the proxy on 127.0.0.1:port.
 port, count, limit, ready = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+sink = None
+if port == 0:
+    sink = socket.socket()
+    sink.bind(("127.0.0.1", 0))
+    sink.listen(4096)
+    port = sink.getsockname()[1]
 head = b"GET /slowloris HTTP/1.1\r\nHost: slow.test\r\nX-Slow: "
+SLOTS = int(os.environ.get("SLOTS", "20"))  # connection i sends in slot i % SLOTS of every second
 conns, by_fd, poller = [], {}, select.poll()
+slots = [[] for _ in range(SLOTS)]
 for i in range(count):
     s = socket.create_connection(("127.0.0.1", port))
     s.setblocking(False)
-    # Connection i sends at offset i/count of every second: the bytes are spread evenly.
-    c = {"s": s, "offset": i / count, "sent": 0, "first": None, "answered": None, "reply": b"", "closed": False}
+    c = {"s": s, "sent": 0, "first": None, "answered": None, "reply": b"", "closed": False}
     conns.append(c)
+    slots[i % SLOTS].append(c)
     by_fd[s.fileno()] = c
     poller.register(s, select.POLLIN)
 start = time.monotonic()
 open(ready, "w").close()
-live = count
+live, next_slot = count, 0
 while live and time.monotonic() - start < limit:
-    now = time.monotonic() - start
-    for c in conns:
-        if c["closed"] or c["reply"] or now < c["sent"] + c["offset"]:
-            continue
-        b = head[c["sent"]:c["sent"] + 1] or b"a"
-        try:
-            c["s"].send(b)
-            c["first"] = c["first"] or time.monotonic()
-        except OSError:
-            pass  # full or reset: a reset shows in the read below
-        c["sent"] += 1
-    for fd, _ in poller.poll(10):
+    due = int((time.monotonic() - start) * SLOTS)
+    while next_slot <= due:
+        for c in slots[next_slot % SLOTS]:
+            if c["closed"] or c["reply"]:
+                continue
+            b = head[c["sent"]:c["sent"] + 1] or b"a"
+            try:
+                c["s"].send(b)
+                c["first"] = c["first"] or time.monotonic()
+            except OSError:
+                pass  # full or reset: a reset shows in the read below
+            c["sent"] += 1
+        next_slot += 1
+    wait_ms = max(0, math.ceil(((start + next_slot / SLOTS) - time.monotonic()) * 1000))
+    for fd, _ in poller.poll(wait_ms):
         c = by_fd[fd]
         try:
             data = c["s"].recv(4096)
@@ -125,20 +142,28 @@ print(json.dumps({
 EOF
 LIMIT=$(python3 -c "import re,sys; v='$HEADER_TIMEOUT'; m=re.fullmatch(r'(\d+)(ms|s|m)',v); n=int(m[1]); print({'ms':n/1000,'s':n,'m':n*60}[m[2]]+10)")
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # clock ticks (user + system)
+seconds() { python3 -c "import re; m=re.fullmatch(r'(\d+)(ms|s|m)','$1'); n=int(m[1]); print(max(1, int({'ms':n/1000,'s':n,'m':n*60}[m[2]])))"; }
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $BIN"
-echo "# SLOW=$SLOW RATE=$RATE CONNS=$CONNS T=$T HEADER_TIMEOUT=$HEADER_TIMEOUT WORKERS=$WORKERS ROUNDS=$ROUNDS"
+echo "# SLOW=$SLOW RATE=$RATE CONNS=$CONNS T=$T HEADER_TIMEOUT=$HEADER_TIMEOUT WORKERS=$WORKERS ROUNDS=$ROUNDS BASELINE=${BASELINE:-sink} SLOTS=$SLOTS"
 : >"$TMP/rounds.txt"
-for r in $(seq "$ROUNDS"); do
-    C0=$(cpu $SERVE)
-    "$LOAD" "${LOADARGS[@]}" >"$TMP/clean-$r.json" || true
-    CPU_CLEAN=$(( $(cpu $SERVE) - C0 ))
-    FDS_BEFORE=$(ls /proc/$SERVE/fd | wc -l)
+attacker() {  # port count limit -> starts the attacker, waits until its connections are open
     rm -f "$TMP/ready"
-    python3 "$TMP/attack.py" "$PORT" "$SLOW" "$LIMIT" "$TMP/ready" >"$TMP/attack-$r.json" & ATTACK=$!; PIDS+=($ATTACK)
+    python3 "$TMP/attack.py" "$1" "$2" "$3" "$TMP/ready" >"$4" & ATTACK=$!; PIDS+=($ATTACK)
     for _ in $(seq 300); do [ -e "$TMP/ready" ] && break; sleep 0.1; done
     [ -e "$TMP/ready" ] || { echo "slowloris.sh: the attacker did not connect" >&2; exit 2; }
     sleep 0.5  # let the proxy accept them all
+}
+for r in $(seq "$ROUNDS"); do
+    # Clean run: the same attacker, aimed at a socket of its own (BASELINE=sink, the default), so
+    # both runs share the machine with the same attacker CPU; BASELINE=none runs it alone.
+    [ "${BASELINE:-sink}" = sink ] && attacker 0 "$SLOW" "$(( $(seconds "$T") + 3 ))" "$TMP/sink-$r.json"
+    C0=$(cpu $SERVE)
+    "$LOAD" "${LOADARGS[@]}" >"$TMP/clean-$r.json" || true
+    CPU_CLEAN=$(( $(cpu $SERVE) - C0 ))
+    [ "${BASELINE:-sink}" = sink ] && { wait "$ATTACK" || true; }
+    FDS_BEFORE=$(ls /proc/$SERVE/fd | wc -l)
+    attacker "$PORT" "$SLOW" "$LIMIT" "$TMP/attack-$r.json"
     FDS_DURING=$(ls /proc/$SERVE/fd | wc -l)
     RSS_DURING=$(awk '/VmRSS/ {print $2}' /proc/$SERVE/status)
     C0=$(cpu $SERVE); A0=$(cpu $ATTACK)
