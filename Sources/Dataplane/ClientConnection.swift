@@ -423,7 +423,13 @@ final class ClientConnection: Channel {
         } else {
             let fd: Int32
             do {
-                fd = try Socket.connect(to: state.backend.endpoints[ep].address)
+                fd = try worker.connectUpstream(to: state.backend.endpoints[ep].address)
+            } catch let e as SocketError where e.errno == EMFILE || e.errno == ENFILE {
+                // The proxy's own shortage, not the endpoint's: no ejection, no retry elsewhere.
+                state.picker.requestFinished(ep)
+                worker.enterDescriptorShortage("\(e)")
+                respondError(503, "proxy out of file descriptors", close: true)
+                return
             } catch let e as SocketError {
                 let fresh = UpstreamConnection(fd: -1, worker: worker, backendState: state, endpointIndex: ep)
                 upstream = fresh
@@ -731,7 +737,7 @@ final class ClientConnection: Channel {
             let space = max(up.inBuf.writableCount, 16384)
             switch up.read(minSpace: 16384) {
             case .bytes(let n):
-                if n < space && up.tls == nil { up.canRead = false }
+                if n < space && up.tls == nil && !up.peerClosed { up.canRead = false }
                 worker.upstreamTimer.arm(up)
                 if !respHeadDone {
                     if !parseResponseHead(up) { return }

@@ -7,7 +7,8 @@ import Glibc
 
 /// A worker's SO_REUSEPORT listening socket. Accepts until EAGAIN on each edge; when descriptors
 /// run out (EMFILE/ENFILE) or `--max-connections` is reached it stops and retries after a short
-/// timer instead of spinning, and existing connections keep being served.
+/// timer instead of spinning, and existing connections keep being served. Clients that arrive
+/// meanwhile wait in the kernel's listen queue and are accepted once room is made.
 final class Listener: Channel {
     unowned(unsafe) let worker: Worker
     /// The TLS context for an https listener (nil: plain HTTP).
@@ -33,16 +34,24 @@ final class Listener: Channel {
     func acceptAll() {
         guard !isClosed, !paused else { return }
         while true {
-            if worker.atConnectionLimit { pause(); return }
+            if worker.atConnectionLimit { worker.enterConnectionLimit(); pause(); return }
+            // Descriptors kept for the upstream side come first: a client accepted with none
+            // left could not be proxied anywhere.
+            if !worker.hasSpareDescriptors && !worker.refillSpareDescriptors() { pause(); return }
             do {
                 guard let fd = try Socket.accept(self.fd, peer: &peer) else { return }
+                worker.acceptResumed()
                 worker.accepted(fd: fd, peer: &peer, tls: tls)
             } catch let e as SocketError {
                 if e.errno == EMFILE || e.errno == ENFILE || e.errno == ENOBUFS || e.errno == ENOMEM {
-                    worker.log.warning("accept: \(e): pausing accepts for 100ms")
+                    worker.enterDescriptorShortage("\(e)")
                     pause()
+                } else if e.errno != ECONNABORTED && e.errno != EINTR && e.errno != EPROTO {
+                    worker.log.warning("accept: \(e)")
+                    return
                 }
-                return
+                // A connection reset while queued (ECONNABORTED) is skipped: accept the next one.
+                if paused { return }
             } catch { return }
         }
     }

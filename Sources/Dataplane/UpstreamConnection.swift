@@ -24,6 +24,9 @@ final class UpstreamConnection: Channel {
     var inBuf: Buffer
     /// Whether this connection has already served an exchange (a reused keep-alive connection).
     var reused = false
+    /// The upstream has closed its side (EPOLLRDHUP/EPOLLHUP): a short read did not drain the
+    /// socket, an end of file is still to be read (edge-triggered: no further event announces it).
+    var peerClosed = false
     /// TLS towards the pod, for backends with `portico.io/backend-protocol: HTTPS`.
     var tls: TLSSession?
 
@@ -50,6 +53,7 @@ final class UpstreamConnection: Channel {
 
     override func handleEvent(_ events: UInt32) {
         if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { canRead = true }
+        if events & (EPOLLRDHUP.rawValue | EPOLLHUP.rawValue) != 0 { peerClosed = true }
         if events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { canWrite = true }
         if tls != nil { canRead = true; canWrite = true }
         if inPool {
@@ -105,7 +109,7 @@ final class UpstreamConnection: Channel {
         owner = nil
         reused = true
         out.clear()
-        if !inBuf.isEmpty || worker.draining || isClosed {
+        if !inBuf.isEmpty || peerClosed || worker.draining || isClosed {
             closeIdle(); return
         }
         // A connection whose backend was replaced by a newer RouteTable is not pooled.

@@ -110,6 +110,7 @@ public final class Worker {
         lingerTimer = loop.timerQueue(nanos: 2_000_000_000)
         requestIDSeed = portico_now_ns() &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(id) << 56
         refreshDate()
+        _ = refillSpareDescriptors()
         loop.afterIteration = { [unowned self] in
             self.accessLog?.flush()
             if self.draining { self.checkDrained() }
@@ -137,6 +138,8 @@ public final class Worker {
     /// Runs the event loop on the calling thread until the worker has drained.
     public func run() {
         loop.run()
+        for fd in spareDescriptors { Glibc.close(fd) }
+        spareDescriptors = []
         accessLog?.flush()
         onStopped?()
     }
@@ -209,6 +212,64 @@ public final class Worker {
 
     var atConnectionLimit: Bool {
         config.maxConnections > 0 && connections.count >= config.maxConnections
+    }
+
+    // MARK: running out of descriptors
+
+    /// Descriptors (of /dev/null) held in reserve: when the process runs out (EMFILE), one is
+    /// closed so a connection the proxy already has can still open its upstream connection, and
+    /// the listeners accept again only once the reserve is whole.
+    private var spareDescriptors: [Int32] = []
+    static let spareDescriptorCount = 8
+    /// Set while descriptors are short, so the condition is logged once, not once per accept.
+    private var descriptorShortage = false
+    private var connectionLimitReached = false
+
+    var hasSpareDescriptors: Bool { spareDescriptors.count >= Worker.spareDescriptorCount }
+
+    /// Tops the reserve up; false when the process is still out of descriptors.
+    func refillSpareDescriptors() -> Bool {
+        while spareDescriptors.count < Worker.spareDescriptorCount {
+            let fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            if fd < 0 { return false }
+            spareDescriptors.append(fd)
+        }
+        return true
+    }
+
+    /// An accept or an upstream connect failed for want of descriptors (`reason`: EMFILE,
+    /// ENFILE...): logged the first time only, until accepting succeeds again.
+    func enterDescriptorShortage(_ reason: String) {
+        guard !descriptorShortage else { return }
+        descriptorShortage = true
+        log.warning("out of file descriptors (\(reason)): accepts wait until some are free, open connections are "
+            + "still served; raise the limit (ulimit -n) or lower --max-connections")
+    }
+
+    /// `--max-connections` reached: logged the first time only.
+    func enterConnectionLimit() {
+        guard !connectionLimitReached else { return }
+        connectionLimitReached = true
+        log.warning("\(connections.count) client connections: at --max-connections \(config.maxConnections), accepts paused")
+    }
+
+    /// A connection was accepted: if accepting had been paused, say that it goes on.
+    @inline(__always) func acceptResumed() {
+        guard descriptorShortage || connectionLimitReached else { return }
+        log.info("accepting again (\(connections.count) client connections)")
+        descriptorShortage = false
+        connectionLimitReached = false
+    }
+
+    /// Connects to an upstream endpoint; when the process is out of descriptors, spends one from
+    /// the reserve so the request of a connection already accepted can still be proxied.
+    func connectUpstream(to address: SocketAddress) throws -> Int32 {
+        do {
+            return try Socket.connect(to: address)
+        } catch let e as SocketError where (e.errno == EMFILE || e.errno == ENFILE) && !spareDescriptors.isEmpty {
+            Glibc.close(spareDescriptors.removeLast())
+            return try Socket.connect(to: address)
+        }
     }
 
     func accepted(fd: Int32, peer: inout sockaddr_storage, tls: TLSServerContext?) {

@@ -848,3 +848,111 @@ extension PorticoServer {
         return p
     }
 }
+
+// MARK: - Process accounting (reliability tests)
+
+/// CPU time (user + system) `pid` has used so far, in seconds, from /proc/PID/stat fields 14 and 15.
+func cpuSeconds(pid: Int32) -> Double? {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = text.lastIndex(of: ")") else { return nil }
+    // Fields after "(comm)" start at field 3 (state); utime and stime are fields 14 and 15.
+    let rest = text[text.index(after: close)...].split(separator: " ")
+    guard rest.count > 13, let u = Double(rest[11]), let s = Double(rest[12]) else { return nil }
+    return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// Number of open descriptors of `pid` (entries of /proc/PID/fd).
+func openDescriptors(pid: Int32) -> Int? {
+    (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd"))?.count
+}
+
+/// Lowers (or raises) a running process's RLIMIT_NOFILE with `prlimit --pid`.
+func setDescriptorLimit(pid: Int32, _ limit: Int) throws {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+    p.arguments = ["--pid", String(pid), "--nofile=\(limit):\(limit)"]
+    try p.run()
+    p.waitUntilExit()
+    guard p.terminationStatus == 0 else { throw HarnessError("prlimit --pid \(pid) --nofile=\(limit) failed") }
+}
+
+/// The number of stderr lines of `process` that contain every one of `fragments`.
+func countLines(_ process: ManagedProcess, containing fragments: [String]) -> Int {
+    process.stderr.split(separator: "\n").filter { line in fragments.allSatisfy { line.contains($0) } }.count
+}
+
+/// Samples `pid`'s VmRSS every 50 ms while `work` runs; returns the peak growth in bytes over the
+/// value read just before (for tests that must show memory stays bounded).
+func peakResidentGrowth(pid: Int32, during work: () throws -> Void) rethrows -> Int {
+    let base = residentBytes(pid: pid) ?? 0
+    let peak = PeakSample(base)
+    let stop = DispatchSemaphore(value: 0)
+    let done = DispatchSemaphore(value: 0)
+    Thread.detachNewThread {
+        while stop.wait(timeout: .now() + 0.05) == .timedOut {
+            if let v = residentBytes(pid: pid) { peak.update(v) }
+        }
+        done.signal()
+    }
+    defer { stop.signal(); done.wait() }
+    try work()
+    if let v = residentBytes(pid: pid) { peak.update(v) }
+    return peak.value - base
+}
+
+final class PeakSample: @unchecked Sendable {
+    private let lock = NSLock()
+    private var peak: Int
+    init(_ v: Int) { peak = v }
+    func update(_ v: Int) { lock.lock(); peak = max(peak, v); lock.unlock() }
+    var value: Int { lock.lock(); defer { lock.unlock() }; return peak }
+}
+
+// MARK: - portico-load
+
+/// `portico-load` next to the portico binary (or `$PORTICO_LOAD_BIN`), run to completion; returns
+/// its JSON report.
+enum LoadTool {
+    static let path: String = {
+        if let env = ProcessInfo.processInfo.environment["PORTICO_LOAD_BIN"], !env.isEmpty { return env }
+        return (Binary.path as NSString).deletingLastPathComponent + "/portico-load"
+    }()
+
+    struct Report {
+        var json: [String: Any]
+        var responses: Int { (json["responses"] as? NSNumber)?.intValue ?? 0 }
+        var errors: Int { ((json["errors"] as? [String: Any])?["total"] as? NSNumber)?.intValue ?? -1 }
+        var status: [String: Int] { (json["status"] as? [String: Any] ?? [:]).mapValues { ($0 as? NSNumber)?.intValue ?? 0 } }
+        func latency(_ key: String) -> Double { ((json["latency_ms"] as? [String: Any])?[key] as? NSNumber)?.doubleValue ?? -1 }
+        var p99: Double { latency("p99") }
+    }
+
+    static func run(_ args: [String], timeout: TimeInterval = 60) throws -> Report {
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw HarnessError("portico-load not found at \(path): run `swift build` first or set PORTICO_LOAD_BIN")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = ["--json"] + args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        let errBox = DataBox()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async { errBox.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        let killer = DispatchWorkItem { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
+        let body = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        p.waitUntilExit()
+        killer.cancel()
+        guard let o = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] else {
+            throw HarnessError("portico-load \(args) exited \(p.terminationStatus) without a JSON report: "
+                + String(decoding: errBox.data, as: UTF8.self))
+        }
+        return Report(json: o)
+    }
+}
