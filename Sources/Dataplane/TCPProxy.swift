@@ -21,10 +21,25 @@ final class TCPServiceListener: Channel {
         super.init(fd: fd)
     }
 
-    override func handleEvent(_ events: UInt32) {
-        while !isClosed {
+    private lazy var retryQueue = worker.loop.timerQueue(nanos: 100_000_000)
+    private var paused = false
+
+    override func handleEvent(_ events: UInt32) { acceptAll() }
+
+    override func handleTimeout() {
+        paused = false
+        acceptAll()
+    }
+
+    /// As the HTTP listener: out of descriptors, it waits (a timer, not a spin) with the queued
+    /// clients in the kernel's backlog, logs the shortage once, and keeps the worker's reserve
+    /// for the upstream side of the connections it accepts.
+    private func acceptAll() {
+        while !isClosed && !paused {
+            if !worker.hasSpareDescriptors && !worker.refillSpareDescriptors() { pause(); return }
             do {
                 guard let fd = try Socket.accept(self.fd, peer: &peer) else { return }
+                worker.acceptResumed()
                 Socket.setNoDelay(fd)
                 let client = withUnsafeBytes(of: &peer) {
                     SocketAddress(storage: $0.baseAddress!, length: MemoryLayout<sockaddr_storage>.size)
@@ -32,11 +47,22 @@ final class TCPServiceListener: Channel {
                 let tunnel = TCPTunnel(fd: fd, peer: client, worker: worker, backend: worker.backendState(backend))
                 worker.loop.register(tunnel)
                 tunnel.start()
+            } catch let e as SocketError where e.errno == EMFILE || e.errno == ENFILE || e.errno == ENOBUFS || e.errno == ENOMEM {
+                worker.enterDescriptorShortage("\(e)")
+                pause()
+                return
+            } catch let e as SocketError where e.errno == ECONNABORTED || e.errno == EINTR || e.errno == EPROTO {
+                continue
             } catch {
                 worker.log.warning("accept on \(address): \(error)")
                 return
             }
         }
+    }
+
+    private func pause() {
+        paused = true
+        retryQueue.arm(self)
     }
 }
 
@@ -77,11 +103,17 @@ final class TCPTunnel: Channel {
         endpoint = ep
         backend.picker.requestStarted(ep)
         do {
-            let fd = try Socket.connect(to: backend.backend.endpoints[ep].address)
+            let fd = try worker.connectUpstream(to: backend.backend.endpoints[ep].address)
             let up = TCPUpstream(fd: fd, tunnel: self, worker: worker)
             upstream = up
             worker.loop.register(up)
             worker.connectTimer.arm(up)
+        } catch let e as SocketError where e.errno == EMFILE || e.errno == ENFILE {
+            // The proxy's shortage, not the endpoint's fault: no failure counted, no ejection.
+            worker.enterDescriptorShortage("\(e)")
+            backend.picker.requestFinished(ep)
+            endpoint = -1
+            close()
         } catch {
             upstreamFailed()
         }

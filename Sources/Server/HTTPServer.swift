@@ -30,15 +30,42 @@ public final class HTTPServer: Channel {
         loop.register(self, events: EPOLLIN.rawValue)
     }
 
-    override public func handleEvent(_ events: UInt32) {
-        while true {
+    /// Out of descriptors, accepting stops for `retryNanos` (the backlog holds the clients) and
+    /// the condition is logged once per episode, instead of once per failed accept.
+    private lazy var retryQueue = loop!.timerQueue(nanos: 100_000_000)
+    private var paused = false
+    private var shortageLogged = false
+
+    override public func handleEvent(_ events: UInt32) { acceptAll() }
+
+    override public func handleTimeout() {
+        paused = false
+        acceptAll()
+    }
+
+    private func acceptAll() {
+        while !paused && !isClosed {
             do {
                 guard let cfd = try Socket.accept(fd, peer: &peer) else { return }
+                if shortageLogged {
+                    shortageLogged = false
+                    log.info("accepting again")
+                }
                 Socket.setNoDelay(cfd)
                 let address = withUnsafeBytes(of: &peer) { SocketAddress(storage: $0.baseAddress!, length: MemoryLayout<sockaddr_storage>.size) }
                 let conn = ServerConnection(fd: cfd, server: self, peer: address)
                 loop!.register(conn)
                 idleTimer.arm(conn)
+            } catch let e as SocketError where e.errno == EMFILE || e.errno == ENFILE || e.errno == ENOBUFS || e.errno == ENOMEM {
+                if !shortageLogged {
+                    shortageLogged = true
+                    log.warning("out of file descriptors (\(e)): accepts wait until some are free")
+                }
+                paused = true
+                retryQueue.arm(self)
+                return
+            } catch let e as SocketError where e.errno == ECONNABORTED || e.errno == EINTR || e.errno == EPROTO {
+                continue
             } catch {
                 log.warning("accept: \(error)")
                 return
