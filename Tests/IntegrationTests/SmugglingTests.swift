@@ -269,7 +269,8 @@ final class SmugglingTests: XCTestCase {
         // gzip then chunked, in one list or over two field lines (RFC 9110 §5.3 combines them): the
         // proxy does not decode gzip, so the backend must be told about it, not just "chunked".
         for (fields, why) in [("Transfer-Encoding: gzip, chunked\r\n", "one line"),
-                              ("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", "two field lines")] {
+                              ("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", "two field lines"),
+                              ("Transfer-Encoding: gzip,\t ChUnKeD\r\n", "chunked in mixed case, re-sent lower-case")] {
             let r = try assertForwarded("POST /gz HTTP/1.1\r\n\(host)\(fields)\r\n3\r\ngz1\r\n0\r\n\r\n", "gzip, chunked on \(why)")
             XCTAssertEqual(r.first?.values("transfer-encoding"), ["gzip, chunked"], why)
             XCTAssertEqual(r.first.map { String(decoding: $0.rawBody, as: UTF8.self) }, "3\r\ngz1\r\n0\r\n\r\n", why)
