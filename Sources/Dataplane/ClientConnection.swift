@@ -564,7 +564,7 @@ final class ClientConnection: Channel {
         case .contentLength(let n):
             o.append("Content-Length: "); o.appendDecimal(n); o.append("\r\n")
         case .chunked:
-            o.append("Transfer-Encoding: chunked\r\n")
+            ClientConnection.appendTransferEncoding(o, bytes, head.fields, chunked: true)
         default:
             break
         }
@@ -844,6 +844,38 @@ final class ClientConnection: Channel {
         }
     }
 
+    /// Transfer-Encoding with the codings as received (the parsers checked the list: chunked, if
+    /// present, is last and once). The body passes through undecoded, so a coding before chunked
+    /// (gzip, chunked) must reach the other side too (RFC 9112 §6.1); chunked itself is re-sent
+    /// lower-case, so no recipient can miss it. Nothing when there was no coding.
+    static func appendTransferEncoding(_ o: Buffer, _ bytes: UnsafeRawBufferPointer, _ fields: [HeaderField], chunked: Bool) {
+        var last = -1
+        for i in fields.indices where fields[i].kind == .transferEncoding && hasCoding(bytes, fields[i].value) { last = i }
+        var wrote = false
+        for i in fields.indices where fields[i].kind == .transferEncoding {
+            var r = fields[i].value
+            if chunked && i == last {
+                // Drop the final element (chunked): back to the last comma, then past OWS and commas.
+                var e = r.upperBound
+                while e > r.lowerBound && bytes[e &- 1] != 0x2C { e &-= 1 }
+                while e > r.lowerBound && (bytes[e &- 1] == 0x2C || bytes[e &- 1] == 0x20 || bytes[e &- 1] == 0x09) { e &-= 1 }
+                r = r.lowerBound..<e
+            }
+            guard hasCoding(bytes, r) else { continue }
+            o.append(wrote ? ", " : "Transfer-Encoding: ")
+            o.append(bytes, r)
+            wrote = true
+        }
+        if chunked { o.append(wrote ? ", chunked" : "Transfer-Encoding: chunked"); wrote = true }
+        if wrote { o.append("\r\n") }
+    }
+
+    /// Whether a list holds anything but commas and whitespace.
+    static func hasCoding(_ bytes: UnsafeRawBufferPointer, _ r: Range<Int>) -> Bool {
+        for i in r where bytes[i] != 0x2C && bytes[i] != 0x20 && bytes[i] != 0x09 { return true }
+        return false
+    }
+
     private func writeResponseHead(_ bytes: UnsafeRawBufferPointer, interim: Bool) {
         out.append("HTTP/1.1 ")
         out.appendDecimal(UInt64(respHead.status))
@@ -865,7 +897,9 @@ final class ClientConnection: Channel {
                 out.append("Connection: upgrade\r\n")
                 if let u = upgradeField { out.append("Upgrade: "); out.append(bytes, u.value); out.append("\r\n") }
             } else {
-                if respHead.framing == .chunked { out.append("Transfer-Encoding: chunked\r\n") }
+                if respHead.framing == .chunked || respHead.framing == .untilClose {
+                    ClientConnection.appendTransferEncoding(out, bytes, respHead.fields, chunked: respHead.framing == .chunked)
+                }
                 if !keepAliveAfter {
                     out.append("Connection: close\r\n")
                 } else if clientMinor == 0 {

@@ -125,8 +125,16 @@ public enum ManifestLoader {
         var document = 0
         do {
             var documents = try Yams.compose_all(yaml: text)
+            // Without aliases a document has at most about one node per byte; aliases of aliases
+            // expand exponentially when decoded ("billion laughs"), so cap the expanded size.
+            let budget = Swift.max(50_000, 2 * text.utf8.count)
             while let node = documents.next() {
                 document += 1
+                if expandedSize(node, limit: budget) > budget {
+                    result.problems.append(ManifestProblem(file: file, document: document,
+                        message: "the document expands to more than \(budget) YAML nodes through aliases"))
+                    continue
+                }
                 loadDocument(node, file: file, document: document, into: &result)
             }
             if let error = documents.error { throw error }
@@ -137,6 +145,29 @@ public enum ManifestLoader {
     }
 
     // MARK: Documents
+
+    /// Nodes in `node` with every alias expanded (Yams resolves `*a` to the anchored node), counted
+    /// only up to just past `limit`, so the count itself is bounded work.
+    static func expandedSize(_ node: Node, limit: Int) -> Int {
+        var count = 0
+        func visit(_ n: Node) {
+            count += 1
+            if count > limit { return }
+            switch n {
+            case .mapping(let m):
+                for (k, v) in m {
+                    visit(k); if count > limit { return }
+                    visit(v); if count > limit { return }
+                }
+            case .sequence(let s):
+                for v in s { visit(v); if count > limit { return } }
+            default:
+                break
+            }
+        }
+        visit(node)
+        return count
+    }
 
     private static func loadDocument(_ node: Node, file: String, document: Int, into result: inout ManifestLoadResult) {
         if node.null != nil { return }   // an empty document (e.g. a trailing `---`)

@@ -72,6 +72,21 @@ final class StoreTests: XCTestCase {
         }
     }
 
+    func testReplicasBeyondIntAreInvalidNotACrash() throws {
+        // Found with fuzz/fuzz-api: a JSON number such as 1e300 is a whole Double that Int cannot
+        // hold; converting it trapped, so one `kubectl apply` could stop the whole server.
+        for replicas in ["1e300", "-1e300", "9.3e18"] {
+            var d = try Self.deployment("web")
+            d[path: ["spec", "replicas"]] = try JSONValue.parse(replicas)
+            XCTAssertThrowsError(try store.create(.deployments, d, dryRun: true), "replicas \(replicas)") {
+                XCTAssertEqual(($0 as? StoreError)?.code, 422)
+                XCTAssertTrue(($0 as? StoreError)?.causes.contains { $0.field == "spec.replicas" } ?? false, "\($0)")
+            }
+        }
+        XCTAssertEqual(JSONValue.double(1e300).intValue, nil)
+        XCTAssertEqual(JSONValue.double(3.0).intValue, 3)
+    }
+
     func testTypedKindsRejectUnknownFields() throws {
         let svc = try JSONValue.parse(#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"web"},"spec":{"selector":{"app":"web"},"ports":[{"port":80}],"bogus":1}}"#)
         XCTAssertThrowsError(try store.create(.services, svc)) {

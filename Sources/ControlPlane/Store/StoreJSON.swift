@@ -62,7 +62,7 @@ extension JSONValue {
     public var intValue: Int? {
         switch self {
         case .int(let i): return i
-        case .double(let d) where d == d.rounded(): return Int(d)
+        case .double(let d): return Int(exactly: d)  // nil when fractional or beyond Int, never a trap
         default: return nil
         }
     }
