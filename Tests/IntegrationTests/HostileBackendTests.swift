@@ -121,7 +121,7 @@ final class RawConversation {
 /// with `beforeRequest`, only for the first bytes), writes `reply` in one write, and keeps the
 /// connection open for `linger` seconds (so the proxy, not the backend, decides what happens to
 /// extra bytes), then closes. Counts connections and records each request head.
-final class ScriptedBackend {
+final class ExactBytesBackend {
     let port: UInt16
     let reply: [UInt8]
     private let fd: Int32
@@ -198,7 +198,7 @@ final class ScriptedBackend {
 final class HostileBackendTests: XCTestCase {
     struct State {
         var server: PorticoServer
-        var backends: [String: ScriptedBackend]
+        var backends: [String: ExactBytesBackend]
     }
 
     static let hints = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
@@ -236,12 +236,12 @@ final class HostileBackendTests: XCTestCase {
 
     static let shared = SharedFixture<State> { fx in
         let echo = try fx.echo("hostile-ok")
-        var backends: [String: ScriptedBackend] = [:]
+        var backends: [String: ExactBytesBackend] = [:]
         var docs = [Manifest.service("svc-ok", endpoints: [echo.address])]
         var rules: [Manifest.Rule] = [.init(host: "ok.test", [.init("/", "Prefix", "svc-ok")])]
         for (i, script) in scripts.enumerated() {
             // gzip-close closes after its body: an until-close body ends at EOF.
-            let b = try ScriptedBackend(reply: script.reply, beforeRequest: script.beforeRequest,
+            let b = try ExactBytesBackend(reply: script.reply, beforeRequest: script.beforeRequest,
                                         linger: script.host == "gzip-close.test" ? 0 : 1)
             backends[script.host] = b
             liveBackends.append(b)
@@ -253,7 +253,7 @@ final class HostileBackendTests: XCTestCase {
         let server = try fx.serve([m], ["--upstream-timeout", "3s", "--upstream-connect-timeout", "1s"])
         return State(server: server, backends: backends)
     }
-    static var liveBackends: [ScriptedBackend] = []
+    static var liveBackends: [ExactBytesBackend] = []
 
     override class func tearDown() {
         shared.stop()
