@@ -33,6 +33,12 @@ final class ControlPlaneHost {
         self.loop = loop
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
+        // An existing directory keeps its mode: say so when other users can enter it.
+        var st = stat()
+        if stat(dataDirectory, &st) == 0 && st.st_mode & 0o077 != 0 {
+            log.warning("data directory \(dataDirectory) is open to other users (mode \(String(st.st_mode & 0o777, radix: 8))): "
+                + "it holds pod logs and volumes; chmod 700 it")
+        }
         store = try Store(directory: dataDirectory + "/store")
         api = try APIServer(store: store, loop: loop, address: apiAddress)
         let nodeDirectory = dataDirectory + "/node"
