@@ -18,11 +18,12 @@ let package = Package(
     targets: [
         .target(name: "CSystem", path: "Linked/CSystem"),
         .systemLibrary(name: "CSQLite", path: "Linked/CSQLite", pkgConfig: "sqlite3"),
+        .systemLibrary(name: "COpenSSL", path: "Linked/COpenSSL", pkgConfig: "openssl"),
         .target(name: "Reactor", dependencies: ["CSystem"], path: "Linked/Reactor", swiftSettings: swift5),
         .target(name: "HTTP1", path: "Linked/HTTP1", swiftSettings: swift5),
         .target(name: "Server", dependencies: ["Reactor", "HTTP1", "CSystem"], path: "Linked/Server", swiftSettings: swift5),
         .target(name: "Objects", dependencies: [.product(name: "Yams", package: "Yams")], path: "Linked/Objects", swiftSettings: swift5),
-        .target(name: "ControlPlane", dependencies: ["Objects", "Server", "Reactor", "HTTP1", "CSQLite", "CSystem"],
+        .target(name: "ControlPlane", dependencies: ["Objects", "Server", "Reactor", "HTTP1", "CSQLite", "CSystem", "COpenSSL"],
                 path: "Linked/ControlPlane", swiftSettings: swift5),
         .target(name: "CFuzzDriver"),
         .target(name: "FuzzSupport", dependencies: ["CFuzzDriver"], swiftSettings: swift5),
