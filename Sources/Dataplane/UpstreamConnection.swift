@@ -21,7 +21,7 @@ final class UpstreamConnection: Channel {
     /// Bytes the proxy generated for this upstream (the request head, chunk framing).
     let out: Buffer
     /// Bytes received from the upstream.
-    var inBuf: Buffer
+    let inBuf: Buffer
     /// Whether this connection has already served an exchange (a reused keep-alive connection).
     var reused = false
     /// TLS towards the pod, for backends with `portico.io/backend-protocol: HTTPS`.
