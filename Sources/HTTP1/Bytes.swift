@@ -142,6 +142,20 @@ enum SWAR {
         return (~((atLeastA & ~aboveZ) | dash) | x) & high
     }
 
+    /// Like `notLetterOrDash`, for bytes that are not letters, digits, "." or "-" (the bytes of
+    /// almost every host name and IPv4 address).
+    @inline(__always)
+    static func notHostNameByte(_ x: UInt64) -> UInt64 {
+        let l = x | fold64
+        let letter = (l &+ 0x1F1F_1F1F_1F1F_1F1F) & ~(l &+ 0x0505_0505_0505_0505)
+        let digit = (x &+ 0x5050_5050_5050_5050) & ~(x &+ 0x4646_4646_4646_4646)  // 0x30...0x39
+        let d = x ^ 0x2D2D_2D2D_2D2D_2D2D  // "-"
+        let dash = ~(((d & 0x7F7F_7F7F_7F7F_7F7F) &+ 0x7F7F_7F7F_7F7F_7F7F) | d)
+        let p = x ^ 0x2E2E_2E2E_2E2E_2E2E  // "."
+        let dot = ~(((p & 0x7F7F_7F7F_7F7F_7F7F) &+ 0x7F7F_7F7F_7F7F_7F7F) | p)
+        return (~(letter | digit | dash | dot) | x) & high
+    }
+
     /// No byte is below 0x20 (CTLs, HTAB included) or 0x7F (DEL).
     @inline(__always)
     static func noControlOrDEL(_ x: UInt64) -> Bool {

@@ -423,6 +423,14 @@ enum HostSyntax {
             i &+= 1
         } else {
             let s = i
+            // Eight bytes at a time up to the first that is not a letter, digit, "." or "-"
+            // (all reg-name bytes, none a ":" or "%"), then byte by byte.
+            while i &+ 8 <= e {
+                let other = SWAR.notHostNameByte(SWAR.load(base, i))
+                if other == 0 { i &+= 8; continue }
+                i &+= other.trailingZeroBitCount &>> 3
+                break
+            }
             while i < e {
                 let b = loadByte(base, i)
                 if b == COLON { break }
