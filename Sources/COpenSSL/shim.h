@@ -88,8 +88,16 @@ static inline void portico_SSL_CTX_set_alpn_http11(SSL_CTX *ctx) {
 
 // MARK: Session ticket keys (AES-256-CBC + HMAC-SHA256, as OpenSSL's own default ticket keys)
 
-/// Sets up the ticket cipher and MAC for one ticket key. With `enc`, fills `iv` with random bytes.
-static inline int portico_ticket_crypto_init(EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx,
+/// The ticket cipher, fetched once: EVP_aes_256_cbc() is a legacy handle that OpenSSL 3
+/// resolves to the provider's implementation (a locked name lookup) on every init.
+static inline EVP_CIPHER *portico_fetch_ticket_cipher(void) {
+    return EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+}
+
+/// Sets up the ticket cipher (`cipher`, from portico_fetch_ticket_cipher) and MAC for one
+/// ticket key. With `enc`, fills `iv` with random bytes. The MAC's digest can only be given by
+/// name: OpenSSL looks it up on each call (the MAC context is new for every ticket).
+static inline int portico_ticket_crypto_init(EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, const EVP_CIPHER *cipher,
                                              const unsigned char *aes_key, const unsigned char *hmac_key,
                                              unsigned char *iv, int enc) {
     OSSL_PARAM params[3];
@@ -98,9 +106,9 @@ static inline int portico_ticket_crypto_init(EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *
     params[2] = OSSL_PARAM_construct_end();
     if (enc) {
         if (RAND_bytes(iv, 16) <= 0) return 0;
-        if (EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, aes_key, iv) != 1) return 0;
+        if (EVP_EncryptInit_ex2(cctx, cipher, aes_key, iv, NULL) != 1) return 0;
     } else {
-        if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, aes_key, iv) != 1) return 0;
+        if (EVP_DecryptInit_ex2(cctx, cipher, aes_key, iv, NULL) != 1) return 0;
     }
     return EVP_MAC_CTX_set_params(hctx, params) == 1;
 }

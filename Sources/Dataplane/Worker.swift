@@ -91,6 +91,8 @@ public final class Worker {
 
     private var requestCounter: UInt64 = 0
     private let requestIDSeed: UInt64
+    /// The seed's 16 hex digits, the first half of every request id, computed once.
+    private let requestIDSeedHex: (UInt64, UInt64)
     private var dateSecond: Int64 = 0
     private(set) var date: [UInt8] = []
 
@@ -109,6 +111,8 @@ public final class Worker {
         upstreamIdleTimer = loop.timerQueue(nanos: config.upstreamIdleTimeout)
         lingerTimer = loop.timerQueue(nanos: 2_000_000_000)
         requestIDSeed = portico_now_ns() &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(id) << 56
+        requestIDSeedHex = (Buffer.hexDigits(UInt32(truncatingIfNeeded: requestIDSeed >> 32)),
+                            Buffer.hexDigits(UInt32(truncatingIfNeeded: requestIDSeed)))
         refreshDate()
         _ = refillSpareDescriptors()
         loop.afterIteration = { [unowned self] in
@@ -351,7 +355,11 @@ public final class Worker {
     /// A new request id: 32 hex digits, unique per worker and process start.
     func nextRequestID(into buffer: Buffer) {
         requestCounter &+= 1
-        buffer.appendHexFixed(requestIDSeed)
+        buffer.reserve(32)
+        let out = buffer.writable.baseAddress!
+        out.storeBytes(of: requestIDSeedHex.0, as: UInt64.self)
+        out.storeBytes(of: requestIDSeedHex.1, toByteOffset: 8, as: UInt64.self)
+        buffer.didWrite(16)
         buffer.appendHexFixed(requestCounter &* 0xD6E8_FEB8_6659_FD93 ^ UInt64(id))
     }
 }
@@ -376,14 +384,25 @@ extension Buffer {
     func appendHexFixed(_ v: UInt64) {
         reserve(16)
         let out = writable.baseAddress!
-        var x = v
-        var i = 15
-        while i >= 0 {
-            let d = UInt8(truncatingIfNeeded: x & 0xF)
-            out.storeBytes(of: d < 10 ? d &+ 0x30 : d &+ 0x57, toByteOffset: i, as: UInt8.self)
-            x >>= 4
-            i -= 1
-        }
+        out.storeBytes(of: Buffer.hexDigits(UInt32(truncatingIfNeeded: v >> 32)), as: UInt64.self)
+        out.storeBytes(of: Buffer.hexDigits(UInt32(truncatingIfNeeded: v)), toByteOffset: 8, as: UInt64.self)
         didWrite(16)
+    }
+
+    /// The 8 lowercase hex digits of `v` as the bytes of a word stored in memory order (most
+    /// significant digit first), computed in the register instead of a digit at a time (the
+    /// byte loop was ~120 instructions per request id half under callgrind).
+    @inline(__always)
+    static func hexDigits(_ v: UInt32) -> UInt64 {
+        // Spread the 8 nibbles into 8 bytes, the lowest nibble in the lowest byte.
+        var x = UInt64(v)
+        x = ((x & 0xFFFF_0000) << 16) | (x & 0xFFFF)
+        x = ((x & 0x0000_FF00_0000_FF00) << 8) | (x & 0x0000_00FF_0000_00FF)
+        x = ((x & 0x00F0_00F0_00F0_00F0) << 4) | (x & 0x000F_000F_000F_000F)
+        // '0' + d, plus 0x27 more where d >= 10 (d + 6 carries into bit 4): 'a' + d - 10.
+        let letters = ((x &+ 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101
+        let ascii = x &+ 0x3030_3030_3030_3030 &+ letters &* 0x27
+        // Most significant digit first in memory, whatever the machine's byte order.
+        return UInt64(bigEndian: ascii)
     }
 }

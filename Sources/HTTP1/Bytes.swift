@@ -116,3 +116,52 @@ public enum Bytes {
         return true
     }
 }
+
+/// Eight bytes at a time (SIMD within a register) for the parsers' inner loops. Each test is
+/// exact for the whole word; callers fall back to a byte loop where a word fails it.
+enum SWAR {
+    static let high: UInt64 = 0x8080_8080_8080_8080
+    static let fold64: UInt64 = 0x2020_2020_2020_2020
+
+    @inline(__always)
+    static func load(_ base: UnsafeRawPointer, _ i: Int) -> UInt64 {
+        return UInt64(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+    }
+
+    /// Bit 7 of each byte that is not an ASCII letter (either case) or "-", and possibly of
+    /// later bytes: the lowest set bit is exactly the first such byte (little-endian load), so
+    /// zero means all eight are letters or "-". Only a byte of 0x80 or more can carry into
+    /// the next byte's sums, and that byte is flagged itself.
+    @inline(__always)
+    static func notLetterOrDash(_ x: UInt64) -> UInt64 {
+        let l = x | fold64
+        let atLeastA = l &+ 0x1F1F_1F1F_1F1F_1F1F  // bit 7 set where l >= 0x61
+        let aboveZ = l &+ 0x0505_0505_0505_0505  // bit 7 set where l > 0x7A
+        let d = x ^ 0x2D2D_2D2D_2D2D_2D2D  // zero where the byte is "-"
+        let dash = ~(((d & 0x7F7F_7F7F_7F7F_7F7F) &+ 0x7F7F_7F7F_7F7F_7F7F) | d)
+        return (~((atLeastA & ~aboveZ) | dash) | x) & high
+    }
+
+    /// Like `notLetterOrDash`, for bytes that are not letters, digits, "." or "-" (the bytes of
+    /// almost every host name and IPv4 address).
+    @inline(__always)
+    static func notHostNameByte(_ x: UInt64) -> UInt64 {
+        let l = x | fold64
+        let letter = (l &+ 0x1F1F_1F1F_1F1F_1F1F) & ~(l &+ 0x0505_0505_0505_0505)
+        let digit = (x &+ 0x5050_5050_5050_5050) & ~(x &+ 0x4646_4646_4646_4646)  // 0x30...0x39
+        let d = x ^ 0x2D2D_2D2D_2D2D_2D2D  // "-"
+        let dash = ~(((d & 0x7F7F_7F7F_7F7F_7F7F) &+ 0x7F7F_7F7F_7F7F_7F7F) | d)
+        let p = x ^ 0x2E2E_2E2E_2E2E_2E2E  // "."
+        let dot = ~(((p & 0x7F7F_7F7F_7F7F_7F7F) &+ 0x7F7F_7F7F_7F7F_7F7F) | p)
+        return (~(letter | digit | dash | dot) | x) & high
+    }
+
+    /// No byte is below 0x20 (CTLs, HTAB included) or 0x7F (DEL).
+    @inline(__always)
+    static func noControlOrDEL(_ x: UInt64) -> Bool {
+        let below20 = (x &- 0x2020_2020_2020_2020) & ~x & high
+        let d = x ^ 0x7F7F_7F7F_7F7F_7F7F
+        let del = (d &- 0x0101_0101_0101_0101) & ~d & high
+        return below20 | del == 0
+    }
+}

@@ -20,6 +20,14 @@ enum FieldLine {
         var i = ls
         let first = loadByte(base, i)
         if ByteClass.isOWS(first) { return .obsFold }
+        // Eight name bytes at a time up to the first byte that is not a letter or "-" (for
+        // almost every name, the colon), then byte by byte over any other tchars.
+        while i &+ 8 <= le {
+            let other = SWAR.notLetterOrDash(SWAR.load(base, i))
+            if other == 0 { i &+= 8; continue }
+            i &+= other.trailingZeroBitCount &>> 3
+            break
+        }
         while i < le && ByteClass.isTchar(loadByte(base, i)) { i &+= 1 }
         let nameEnd = i
         if i == le { return .missingColon }
@@ -45,16 +53,21 @@ enum FieldLine {
         i &+= 1
         while i < le && ByteClass.isOWS(loadByte(base, i)) { i &+= 1 }
         let vs = i
-        var ve = i
+        // field-value bytes: eight at a time when none is a CTL or DEL; a word with one is
+        // checked byte by byte (HTAB is allowed; the first bad byte decides the failure).
         while i < le {
-            let b = loadByte(base, i)
-            i &+= 1
-            if b > 0x20 && b != 0x7F {
-                ve = i
-            } else if b != SP && b != HTAB {
-                return b == CR ? .bareCR : .invalidHeaderValue
+            if i &+ 8 <= le {
+                if SWAR.noControlOrDEL(SWAR.load(base, i)) { i &+= 8; continue }
+            } else if le &- 8 >= ls && SWAR.noControlOrDEL(SWAR.load(base, le &- 8)) {
+                break  // the last word of the line covers the rest: [i, le) is inside [le - 8, le)
             }
+            let b = loadByte(base, i)
+            if (b < 0x20 && b != HTAB) || b == 0x7F { return b == CR ? .bareCR : .invalidHeaderValue }
+            i &+= 1
         }
+        // Every byte is valid, so the value ends after its last byte that is not SP or HTAB.
+        var ve = le
+        while ve > vs && ByteClass.isOWS(loadByte(base, ve &- 1)) { ve &-= 1 }
         let kind = classify(base, ls, nameEnd)
         field = HeaderField(name: ls..<nameEnd, value: vs..<ve, kind: kind, hopByHop: isHopByHop(kind))
         return nil
@@ -73,39 +86,64 @@ enum FieldLine {
         return Bytes.equalsIgnoringCase(base, at, lower.utf8Start, lower.utf8CodeUnitCount)
     }
 
+    /// Compares a field name (tchars only, as `parse` checked) of `lower`'s length with `lower`
+    /// (lowercase letters and "-") ignoring case, a word at a time: OR-ing 0x20 into a tchar
+    /// gives a lowercase letter only from that letter in either case, and "-" only from "-".
+    @inline(__always)
+    static func nameIs(_ base: UnsafeRawPointer, _ s: Int, _ lower: StaticString) -> Bool {
+        let n = lower.utf8CodeUnitCount
+        let p = base + s
+        let q = UnsafeRawPointer(lower.utf8Start)
+        if n >= 8 {
+            var i = 0
+            while i &+ 8 < n {
+                if p.loadUnaligned(fromByteOffset: i, as: UInt64.self) | SWAR.fold64 != q.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+                i &+= 8
+            }
+            return p.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self) | SWAR.fold64 == q.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self)
+        }
+        if n >= 4 {
+            return p.loadUnaligned(as: UInt32.self) | 0x2020_2020 == q.loadUnaligned(as: UInt32.self)
+                && p.loadUnaligned(fromByteOffset: n &- 4, as: UInt32.self) | 0x2020_2020 == q.loadUnaligned(fromByteOffset: n &- 4, as: UInt32.self)
+        }
+        return p.loadUnaligned(as: UInt16.self) | 0x2020 == q.loadUnaligned(as: UInt16.self)
+            && p.loadUnaligned(fromByteOffset: n &- 2, as: UInt16.self) | 0x2020 == q.loadUnaligned(fromByteOffset: n &- 2, as: UInt16.self)
+    }
+
     /// Classifies a field name (case-insensitively) by length, then first letter, then bytes.
+    /// The name must be tchars (see `nameIs`).
     static func classify(_ base: UnsafeRawPointer, _ s: Int, _ e: Int) -> FieldKind {
         let n = e &- s
         let f = ByteClass.lower(loadByte(base, s))
         switch n {
-        case 2: if eq(base, s, "te") { return .te }
+        case 2: if nameIs(base, s, "te") { return .te }
         case 4:
-            if f == 0x68 { if eq(base, s, "host") { return .host } }  // h
-            else if f == 0x64 { if eq(base, s, "date") { return .date } }  // d
+            if f == 0x68 { if nameIs(base, s, "host") { return .host } }  // h
+            else if f == 0x64 { if nameIs(base, s, "date") { return .date } }  // d
         case 6:
-            if f == 0x65 { if eq(base, s, "expect") { return .expect } }  // e
-            else if f == 0x63 { if eq(base, s, "cookie") { return .cookie } }  // c
-            else if f == 0x73 { if eq(base, s, "server") { return .server } }  // s
+            if f == 0x65 { if nameIs(base, s, "expect") { return .expect } }  // e
+            else if f == 0x63 { if nameIs(base, s, "cookie") { return .cookie } }  // c
+            else if f == 0x73 { if nameIs(base, s, "server") { return .server } }  // s
         case 7:
-            if f == 0x74 { if eq(base, s, "trailer") { return .trailer } }  // t
-            else if f == 0x75 { if eq(base, s, "upgrade") { return .upgrade } }  // u
-        case 9: if eq(base, s, "x-real-ip") { return .xRealIP }
+            if f == 0x74 { if nameIs(base, s, "trailer") { return .trailer } }  // t
+            else if f == 0x75 { if nameIs(base, s, "upgrade") { return .upgrade } }  // u
+        case 9: if nameIs(base, s, "x-real-ip") { return .xRealIP }
         case 10:
-            if f == 0x63 { if eq(base, s, "connection") { return .connection } }
-            else if f == 0x6B { if eq(base, s, "keep-alive") { return .keepAlive } }  // k
-            else if f == 0x73 { if eq(base, s, "set-cookie") { return .setCookie } }
-        case 12: if eq(base, s, "x-request-id") { return .xRequestID }
-        case 14: if eq(base, s, "content-length") { return .contentLength }
-        case 15: if eq(base, s, "x-forwarded-for") { return .xForwardedFor }
+            if f == 0x63 { if nameIs(base, s, "connection") { return .connection } }
+            else if f == 0x6B { if nameIs(base, s, "keep-alive") { return .keepAlive } }  // k
+            else if f == 0x73 { if nameIs(base, s, "set-cookie") { return .setCookie } }
+        case 12: if nameIs(base, s, "x-request-id") { return .xRequestID }
+        case 14: if nameIs(base, s, "content-length") { return .contentLength }
+        case 15: if nameIs(base, s, "x-forwarded-for") { return .xForwardedFor }
         case 16:
-            if f == 0x70 { if eq(base, s, "proxy-connection") { return .proxyConnection } }  // p
+            if f == 0x70 { if nameIs(base, s, "proxy-connection") { return .proxyConnection } }  // p
             else if f == 0x78 {
-                if eq(base, s, "x-forwarded-host") { return .xForwardedHost }
-                if eq(base, s, "x-forwarded-port") { return .xForwardedPort }
+                if nameIs(base, s, "x-forwarded-host") { return .xForwardedHost }
+                if nameIs(base, s, "x-forwarded-port") { return .xForwardedPort }
             }
         case 17:
-            if f == 0x74 { if eq(base, s, "transfer-encoding") { return .transferEncoding } }
-            else if f == 0x78 { if eq(base, s, "x-forwarded-proto") { return .xForwardedProto } }
+            if f == 0x74 { if nameIs(base, s, "transfer-encoding") { return .transferEncoding } }
+            else if f == 0x78 { if nameIs(base, s, "x-forwarded-proto") { return .xForwardedProto } }
         default: break
         }
         return .other
@@ -151,7 +189,9 @@ struct ListScanner {
     }
 }
 
-/// What a head's fields say about framing and the connection, gathered in one pass.
+/// What a head's fields say about framing and the connection, gathered field by field as the
+/// parsers read them (no second pass over the fields). The first failure stops the gathering;
+/// the parsers report it when the head is complete, after any syntax or size failure.
 struct FieldSemantics {
     var contentLength: UInt64? = nil
     var transferEncoding = false
@@ -168,54 +208,104 @@ struct FieldSemantics {
     var expectContinue = false
     var hostCount = 0
     var host: Range<Int>? = nil
+    /// Bit `min(n, 63)` is set when some field a Connection option could name (not already
+    /// hop-by-hop, not Host or Content-Length) has an `n`-byte name: options of other lengths
+    /// name no field, so `markConnectionOptions` skips them without looking at the fields.
+    var optionableNameLengths: UInt64 = 0
+    /// The same bits for the lengths of the (non-empty) Connection options.
+    var optionLengths: UInt64 = 0
+    /// The first semantic failure (conflicting Content-Length, a second Host …), if any.
+    var failure: ParseFailure? = nil
 
     init() {}
 
-    /// Reads every field (Content-Length and Transfer-Encoding only with `examineFraming`, Host
-    /// only for requests) and marks fields named by Connection options hop-by-hop; fails on malformed or conflicting Content-Length, a malformed
-    /// Transfer-Encoding list (`.invalidHeaderValue`), or a second Host.
-    mutating func gather(_ base: UnsafeRawPointer, _ fields: inout [HeaderField], isRequest: Bool, examineFraming: Bool = true) -> ParseFailure? {
-        for f in fields {
-            switch f.kind {
-            case .host where isRequest:
-                hostCount &+= 1
-                if hostCount > 1 { return .multipleHost }
-                host = f.value
-            case .contentLength where examineFraming:
-                var list = ListScanner(base, f.value)
-                while let el = list.next() {
-                    guard let v = FieldSemantics.parseContentLength(base, el) else { return .invalidContentLength }
-                    if let cl = contentLength, cl != v { return .conflictingContentLength }
-                    contentLength = v
-                }
-            case .transferEncoding where examineFraming:
-                transferEncoding = true
-                var list = ListScanner(base, f.value)
-                while let el = list.next() {
-                    if el.isEmpty { continue }
-                    if let failure = addCoding(base, el) { return failure }
-                }
-            case .connection:
-                hasConnection = true
-                var list = ListScanner(base, f.value)
-                while let el = list.next() {
-                    switch el.count {
-                    case 5: if FieldLine.eq(base, el.lowerBound, "close") { close = true }
-                    case 7: if FieldLine.eq(base, el.lowerBound, "upgrade") { connectionUpgrade = true }
-                    case 10: if FieldLine.eq(base, el.lowerBound, "keep-alive") { keepAlive = true }
-                    default: break
-                    }
-                }
-            case .upgrade:
-                upgradeField = true
-            case .expect:
-                if f.value.count == 12 && FieldLine.eq(base, f.value.lowerBound, "100-continue") { expectContinue = true }
-            default:
-                break
-            }
+    /// Reads one field (Content-Length and Transfer-Encoding only with `examineFraming`, Host
+    /// only for requests); records a malformed or conflicting Content-Length, a malformed
+    /// Transfer-Encoding list (`.invalidHeaderValue`), or a second Host in `failure`, after
+    /// which later fields are not looked at.
+    @inline(__always)
+    mutating func add(_ base: UnsafeRawPointer, _ f: HeaderField, isRequest: Bool, examineFraming: Bool) {
+        if failure != nil { return }
+        if f.kind == .other {
+            optionableNameLengths |= FieldSemantics.lengthBit(f.name.count)
+            return
         }
-        if hasConnection { FieldSemantics.markConnectionOptions(base, &fields) }
+        if !f.hopByHop && f.kind != .host && f.kind != .contentLength {
+            optionableNameLengths |= FieldSemantics.lengthBit(f.name.count)
+        }
+        failure = addKnown(base, f, isRequest: isRequest, examineFraming: examineFraming)
+    }
+
+    @inline(__always)
+    static func lengthBit(_ n: Int) -> UInt64 { 1 << UInt64(Swift.min(n, 63)) }
+
+    mutating func addKnown(_ base: UnsafeRawPointer, _ f: HeaderField, isRequest: Bool, examineFraming: Bool) -> ParseFailure? {
+        switch f.kind {
+        case .host where isRequest:
+            hostCount &+= 1
+            if hostCount > 1 { return .multipleHost }
+            host = f.value
+        case .contentLength where examineFraming:
+            // The usual value is one number: the list of one element is the value itself.
+            if let v = FieldSemantics.parseContentLength(base, f.value) {
+                if let cl = contentLength, cl != v { return .conflictingContentLength }
+                contentLength = v
+                return nil
+            }
+            var list = ListScanner(base, f.value)
+            while let el = list.next() {
+                guard let v = FieldSemantics.parseContentLength(base, el) else { return .invalidContentLength }
+                if let cl = contentLength, cl != v { return .conflictingContentLength }
+                contentLength = v
+            }
+        case .transferEncoding where examineFraming:
+            transferEncoding = true
+            var list = ListScanner(base, f.value)
+            while let el = list.next() {
+                if el.isEmpty { continue }
+                if let failure = addCoding(base, el) { return failure }
+            }
+        case .connection:
+            hasConnection = true
+            // The usual values, "keep-alive" and "close", are one-element lists (a field value
+            // has no CTLs, so the folded compare of `nameIs` is exact here too).
+            let n = f.value.count
+            if n == 10 && FieldLine.nameIs(base, f.value.lowerBound, "keep-alive") {
+                keepAlive = true
+                optionLengths |= FieldSemantics.lengthBit(10)
+                return nil
+            }
+            if n == 5 && FieldLine.nameIs(base, f.value.lowerBound, "close") {
+                close = true
+                optionLengths |= FieldSemantics.lengthBit(5)
+                return nil
+            }
+            var list = ListScanner(base, f.value)
+            while let el = list.next() {
+                if !el.isEmpty { optionLengths |= FieldSemantics.lengthBit(el.count) }
+                switch el.count {
+                case 5: if FieldLine.eq(base, el.lowerBound, "close") { close = true }
+                case 7: if FieldLine.eq(base, el.lowerBound, "upgrade") { connectionUpgrade = true }
+                case 10: if FieldLine.eq(base, el.lowerBound, "keep-alive") { keepAlive = true }
+                default: break
+                }
+            }
+        case .upgrade:
+            upgradeField = true
+        case .expect:
+            if f.value.count == 12 && FieldLine.eq(base, f.value.lowerBound, "100-continue") { expectContinue = true }
+        default:
+            break
+        }
         return nil
+    }
+
+    /// At the end of a head without failure: marks the fields named by Connection options
+    /// hop-by-hop (RFC 9110 §7.6.1).
+    mutating func finish(_ base: UnsafeRawPointer, _ fields: inout [HeaderField]) {
+        if optionLengths & optionableNameLengths != 0 && failure == nil {
+            FieldSemantics.markConnectionOptions(base, &fields, optionableNameLengths)
+        }
     }
 
     /// 1*DIGIT, at most 2^62.
@@ -293,11 +383,12 @@ struct FieldSemantics {
 
     /// RFC 9110 §7.6.1: fields named by a Connection option are hop-by-hop. Host and
     /// Content-Length are never marked (a Connection field must not strip them).
-    static func markConnectionOptions(_ base: UnsafeRawPointer, _ fields: inout [HeaderField]) {
+    /// `lengths`: see `optionableNameLengths` (all ones looks at every option).
+    static func markConnectionOptions(_ base: UnsafeRawPointer, _ fields: inout [HeaderField], _ lengths: UInt64 = ~0) {
         for ci in fields.indices where fields[ci].kind == .connection {
             var list = ListScanner(base, fields[ci].value)
             while let el = list.next() {
-                if el.isEmpty { continue }
+                if el.isEmpty || lengths & lengthBit(el.count) == 0 { continue }
                 for j in fields.indices {
                     let f = fields[j]
                     if f.hopByHop || f.kind == .host || f.kind == .contentLength { continue }
@@ -332,6 +423,14 @@ enum HostSyntax {
             i &+= 1
         } else {
             let s = i
+            // Eight bytes at a time up to the first that is not a letter, digit, "." or "-"
+            // (all reg-name bytes, none a ":" or "%"), then byte by byte.
+            while i &+ 8 <= e {
+                let other = SWAR.notHostNameByte(SWAR.load(base, i))
+                if other == 0 { i &+= 8; continue }
+                i &+= other.trailingZeroBitCount &>> 3
+                break
+            }
             while i < e {
                 let b = loadByte(base, i)
                 if b == COLON { break }

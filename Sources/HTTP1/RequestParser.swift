@@ -29,6 +29,8 @@ public struct RequestParser {
     var result: ParseStatus = .incomplete
     /// Authority of an absolute-form target (checked against Host at the end of the head).
     var authority: Range<Int>? = nil
+    /// The fields' meaning, gathered as they are read.
+    var sem = FieldSemantics()
 
     public init(limits: ParseLimits = ParseLimits()) {
         self.limits = limits
@@ -63,6 +65,7 @@ public struct RequestParser {
             head.expectContinue = false
             head.upgrade = false
             head.headLength = 0
+            sem = FieldSemantics()
             phase = .requestLine
         }
         guard let base = bytes.baseAddress else { return .incomplete }
@@ -102,6 +105,7 @@ public struct RequestParser {
             if head.fields.count >= limits.maxFields { return fail(.tooManyHeaders) }
             var field = HeaderField(name: 0..<0, value: 0..<0, kind: .other, hopByHop: false)
             if let failure = FieldLine.parse(base, ls, le, into: &field) { return fail(failure) }
+            sem.add(base, field, isRequest: true, examineFraming: true)
             head.fields.append(field)
         }
     }
@@ -241,8 +245,8 @@ public struct RequestParser {
     }
 
     mutating func finish(_ base: UnsafeRawPointer, _ head: inout RequestHead) -> ParseFailure? {
-        var sem = FieldSemantics()
-        if let failure = sem.gather(base, &head.fields, isRequest: true) { return failure }
+        if let failure = sem.failure { return failure }
+        sem.finish(base, &head.fields)
         // Host (RFC 9112 §3.2)
         if let h = sem.host {
             if !HostSyntax.isValid(base, h) { return .invalidHost }

@@ -20,6 +20,10 @@ public struct ResponseParser {
     var lineStart = 0
     var scanPos = 0
     var result: ParseStatus = .incomplete
+    /// The fields' meaning, gathered as they are read.
+    var sem = FieldSemantics()
+    /// False for a response without a body (decided by the status line and the request method).
+    var examineFraming = true
 
     public init(maxHeadBytes: Int = 65536, maxFields: Int = 100) {
         self.maxHeadBytes = maxHeadBytes
@@ -44,6 +48,7 @@ public struct ResponseParser {
             head.keepAlive = true
             head.upgrade = false
             head.headLength = 0
+            sem = FieldSemantics()
             phase = 1
         }
         guard let base = bytes.baseAddress else { return .incomplete }
@@ -63,13 +68,16 @@ public struct ResponseParser {
             if phase == 1 {
                 if bare { return fail(.invalidStatusLine) }
                 if let failure = parseStatusLine(base, ls, le, &head) { return fail(failure) }
+                let status = head.status
+                examineFraming = !(requestMethod == .head || status < 200 || status == 204 || status == 304
+                    || (requestMethod == .connect && status < 300))
                 phase = 2
                 continue
             }
             if bare { return fail(.invalidResponse) }
             if le == ls {
                 head.headLength = lf &+ 1
-                if let failure = finish(base, requestMethod, &head) { return fail(failure) }
+                if let failure = finish(base, &head) { return fail(failure) }
                 phase = 3
                 result = .complete
                 return .complete
@@ -77,6 +85,7 @@ public struct ResponseParser {
             if head.fields.count >= maxFields { return fail(.invalidResponse) }
             var field = HeaderField(name: 0..<0, value: 0..<0, kind: .other, hopByHop: false)
             if FieldLine.parse(base, ls, le, into: &field) != nil { return fail(.invalidResponse) }
+            sem.add(base, field, isRequest: false, examineFraming: examineFraming)
             head.fields.append(field)
         }
     }
@@ -119,17 +128,15 @@ public struct ResponseParser {
         return nil
     }
 
-    func finish(_ base: UnsafeRawPointer, _ method: HTTPMethod, _ head: inout ResponseHead) -> ParseFailure? {
-        var sem = FieldSemantics()
+    mutating func finish(_ base: UnsafeRawPointer, _ head: inout ResponseHead) -> ParseFailure? {
         let status = head.status
-        let noBody = method == .head || status < 200 || status == 204 || status == 304
-            || (method == .connect && status < 300)
-        if noBody {
-            // Only the connection options matter; framing fields are ignored (RFC 9112 §6.3).
-            _ = sem.gather(base, &head.fields, isRequest: false, examineFraming: false)
+        if !examineFraming {
+            // Only the connection options matter; framing fields were ignored (RFC 9112 §6.3).
+            sem.finish(base, &head.fields)
             head.framing = .none
         } else {
-            if sem.gather(base, &head.fields, isRequest: false) != nil { return .invalidResponse }
+            if sem.failure != nil { return .invalidResponse }
+            sem.finish(base, &head.fields)
             if sem.transferEncoding {
                 // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
                 if sem.contentLength != nil || head.versionMinor == 0 { return .invalidResponse }

@@ -21,4 +21,10 @@ enum OpenSSLErrors {
     }
 
     @inline(__always) static func clear() { ERR_clear_error() }
+
+    /// Empties the error queue only when it holds something. ERR_clear_error resets all 16
+    /// slots of the thread's queue (~840 instructions under callgrind) and ran two to three
+    /// times per https request around SSL_read/SSL_write, almost always on an empty queue;
+    /// ERR_peek_error finds an empty queue in a few instructions.
+    @inline(__always) static func clearIfAny() { if ERR_peek_error() != 0 { ERR_clear_error() } }
 }

@@ -155,7 +155,7 @@ public final class TLSSession {
         if buffer.writableCount < minSpace { buffer.reserve(minSpace) }
         let space = buffer.writable
         var n = 0
-        ERR_clear_error()
+        OpenSSLErrors.clearIfAny()
         if SSL_read_ex(ssl, space.baseAddress, space.count, &n) == 1 {
             buffer.didWrite(n)
             return .bytes(n)
@@ -168,7 +168,7 @@ public final class TLSSession {
         guard let ssl else { return .error(EBADF) }
         if bytes.isEmpty { return .bytes(0) }
         var n = 0
-        ERR_clear_error()
+        OpenSSLErrors.clearIfAny()
         if SSL_write_ex(ssl, bytes.baseAddress, bytes.count, &n) == 1 { return .bytes(n) }
         return failure(ssl, ret: 0, errno: errno)
     }
@@ -208,7 +208,7 @@ public final class TLSSession {
     /// Maps an SSL_read/SSL_write failure to IOResult.
     private func failure(_ ssl: OpaquePointer, ret: Int32, errno savedErrno: Int32) -> IOResult {
         let code = SSL_get_error(ssl, ret)
-        ERR_clear_error()
+        OpenSSLErrors.clearIfAny()
         switch code {
         case SSL_ERROR_WANT_READ: lastWantWrite = false; return .wouldBlock
         case SSL_ERROR_WANT_WRITE: lastWantWrite = true; return .wouldBlock
