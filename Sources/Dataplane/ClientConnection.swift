@@ -977,7 +977,7 @@ final class ClientConnection: Channel {
     /// After a response is completely written: next request, or close.
     private func endExchange() {
         if !keepAliveAfter || worker.draining {
-            close()
+            lingeringClose()
             return
         }
         state = .idle
@@ -1095,16 +1095,22 @@ let ms = portico_wall_millis()
         }
         if isTimer(on: worker.sendTimer) { cancelTimer() }
         if !keepAliveAfter {
-            // Half-close and drain what the client still sends, so the response is not lost
-            // to a reset (nginx's lingering close).
-            tls?.shutdown()
-            shutdown(fd, Int32(SHUT_WR))
-            state = .lingering
-            worker.lingerTimer.arm(self)
-            linger()
+            lingeringClose()
             return false
         }
         return true
+    }
+
+    /// The end of a connection after a complete response: close_notify on TLS (RFC 8446 §6.1: a
+    /// client reading to EOF otherwise sees a truncation and drops its session), then half-close
+    /// and drain what the client still sends, so the response is not lost to a reset (nginx's
+    /// lingering close).
+    private func lingeringClose() {
+        tls?.shutdown()
+        shutdown(fd, Int32(SHUT_WR))
+        state = .lingering
+        worker.lingerTimer.arm(self)
+        linger()
     }
 
     private func linger() {

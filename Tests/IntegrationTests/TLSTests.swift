@@ -261,6 +261,33 @@ final class TLSTests: XCTestCase {
         XCTAssertEqual(try? EchoReply(old.curl.body).name, "shop")
     }
 
+    /// RFC 8446 §6.1: the server sends close_notify before it closes after a `Connection: close`
+    /// response, so a client reading to EOF sees a clean end, not a truncation attack (OpenSSL
+    /// reports "unexpected eof" and drops the session otherwise).
+    func testConnectionCloseEndsWithCloseNotify() throws {
+        let st = try Self.shared.get()
+        for version in ["-tls1_2", "-tls1_3"] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+            p.arguments = ["8", "openssl", "s_client", "-connect", "127.0.0.1:\(st.httpsPort)", "-servername", "shop.test",
+                           "-CAfile", st.certs.caFile, "-msg", "-ign_eof", version]
+            let input = Pipe(), out = Pipe()
+            p.standardInput = input
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            try input.fileHandleForWriting.write(contentsOf: Data("GET /bye HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n".utf8))
+            // stdin stays open: s_client ends only when the server closes the connection.
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            try? input.fileHandleForWriting.close()
+            XCTAssertTrue(text.contains("HTTP/1.1 200"), text)
+            XCTAssertTrue(text.contains("<<< TLS 1.\(version == "-tls1_2" ? "2" : "3"), Alert [length 0002], warning close_notify"),
+                          "\(version): the server's close_notify\n\(text.suffix(1500))")
+            XCTAssertFalse(text.contains("unexpected eof"), "\(version)\n\(text.suffix(1500))")
+        }
+    }
+
     func testLargeBodiesOverTLS() throws {
         let st = try Self.shared.get()
         let mib = 1 << 20
