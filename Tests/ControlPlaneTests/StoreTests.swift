@@ -264,6 +264,27 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(seen, 3)
     }
 
+    /// Events also leave the window with age (as kube-apiserver compacts etcd's history), so the
+    /// old object versions it holds do not pile up on a busy store.
+    func testWatchWindowDropsEventsOlderThanItsMaxAge() throws {
+        store.close()
+        store = try Store(directory: dir, windowCapacity: 1000, windowMaxAge: 0.2)
+        let start = store.revision
+        for i in 0..<3 { try store.create(.configMaps, Self.configMap("old\(i)")) }
+        var seen = 0
+        _ = try store.watch(.configMaps, fromResourceVersion: String(start)) { _ in seen += 1 }
+        XCTAssertEqual(seen, 3, "young events are replayed")
+        Thread.sleep(forTimeInterval: 0.3)
+        let middle = store.revision
+        try store.create(.configMaps, Self.configMap("new"))
+        XCTAssertThrowsError(try store.watch(.configMaps, fromResourceVersion: String(start)) { _ in }) {
+            XCTAssertEqual(($0 as? StoreError)?.code, 410, "events older than the max age are gone")
+        }
+        var replayed: [String] = []
+        _ = try store.watch(.configMaps, fromResourceVersion: String(middle)) { replayed.append($0.object.name) }
+        XCTAssertEqual(replayed, ["new"])
+    }
+
     func testReopenedStoreHasEveryObjectAndTheSameRevision() throws {
         try store.create(.deployments, try Self.deployment("web"))
         let cm = try store.create(.configMaps, Self.configMap("a"))

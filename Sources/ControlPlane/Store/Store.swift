@@ -37,6 +37,10 @@ public final class WatchHandle {
 public final class Store {
     /// How many recent events are kept for watches that resume from a resourceVersion.
     public let windowCapacity: Int
+    /// How long an event stays in the window (kube-apiserver compacts etcd's history every 5
+    /// minutes): the window holds old versions of objects, so a busy store must not keep
+    /// `windowCapacity` of them forever.
+    public let windowMaxAge: Double
     private let lock = NSRecursiveLock()
     private let database: StoreDatabase
     private let directoryLock: StoreLock
@@ -47,6 +51,8 @@ public final class Store {
     private var objects: [String: [String: JSONValue]] = [:]
     private var currentRevision: Int64
     private var window: [WatchEvent] = []
+    /// When each event of `window` was recorded (monotonic nanoseconds).
+    private var windowTimes: [UInt64] = []
     private var windowHead = 0
     /// Every event after this revision is in `window`.
     private var windowStart: Int64
@@ -72,8 +78,9 @@ public final class Store {
     /// Opens (or creates) the store in `directory`; the `default` namespace exists from the start.
     /// Secrets are encrypted at rest with the keys of `<directory>/encryption-keys` (created on
     /// first start; see `SecretCipher`); rows not sealed with its first key are re-encrypted now.
-    public init(directory: String, windowCapacity: Int = 10_000) throws {
+    public init(directory: String, windowCapacity: Int = 10_000, windowMaxAge: Double = 300) throws {
         self.windowCapacity = windowCapacity
+        self.windowMaxAge = windowMaxAge
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         chmod(directory, 0o700)  // also an older store's directory: it holds the key file
@@ -415,12 +422,26 @@ public final class Store {
             let k = key(e.resource, e.object.namespace, e.object.name)
             if e.type == .deleted { objects[e.resource.groupResource]?[k] = nil } else { objects[e.resource.groupResource, default: [:]][k] = e.object }
             window.append(e)
-            if window.count - windowHead > windowCapacity {
-                windowStart = window[windowHead].revision
-                windowHead += 1
-                if windowHead > windowCapacity { window.removeFirst(windowHead); windowHead = 0 }
-            }
+            windowTimes.append(DispatchTime.now().uptimeNanoseconds)
+            trimWindow()
             for w in watchers.values where w.wants(e) { w.callback(e) }
+        }
+    }
+
+    /// Drops events beyond `windowCapacity` or older than `windowMaxAge` from the front; the
+    /// array is compacted once at least half of it is dropped events.
+    private func trimWindow() {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let maxAge = UInt64(max(0, windowMaxAge) * 1e9)
+        while windowHead < window.count
+                && (window.count - windowHead > windowCapacity || now &- windowTimes[windowHead] > maxAge) {
+            windowStart = window[windowHead].revision
+            windowHead += 1
+        }
+        if windowHead > 0 && windowHead >= window.count - windowHead {
+            window.removeFirst(windowHead)
+            windowTimes.removeFirst(windowHead)
+            windowHead = 0
         }
     }
 
