@@ -279,7 +279,8 @@ final class NodeAgentVolumeTests: XCTestCase {
         h.waitUntil("Running") { $0.status(of: "uid-wait")?.phase == "Running" }
         XCTAssertEqual(h.readFile("\(w)/token"), "s3cret\n")
         // An optional missing ConfigMap is an empty volume: only the atomic writer's ..data and its version.
-        let listing = try String(contentsOfFile: "\(w)/optional", encoding: .utf8).split(separator: "\n")
+        // (written by the container right after the token file: wait for it too)
+        let listing = try XCTUnwrap(h.readFile("\(w)/optional"), "the container listed the optional volume").split(separator: "\n")
         XCTAssertEqual(listing.count, 2, "\(listing)")
         XCTAssertTrue(listing.contains("..data") && listing.allSatisfy { $0.hasPrefix("..") }, "\(listing)")
         let secrets = "\(h.dataDir)/pods/default_wait_uid-wait/volumes/kubernetes.io~secret"
