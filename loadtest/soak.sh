@@ -14,6 +14,7 @@
 #   DURATION=4m loadtest/soak.sh          # short run
 #   env: DURATION=30m RATE=200 CONNS=8 REPLICAS=3 WORKERS=2 INTERVAL=10 ROLL_EVERY=180
 #        KILL_EVERY=60 APPLY_EVERY=30 PORTICO=.build/debug/portico PORTICO_LOAD=... KEEP=1
+#        SERVE_ARGS='--event-ttl 5m' (extra flags for portico serve)
 #
 # Loopback only, kernel-chosen proxy ports, a random app name and pod port; every process it
 # starts is stopped on exit.
@@ -110,7 +111,7 @@ EOF
 ingress 0
 
 "$BIN" serve -f "$TMP/watched" --http 127.0.0.1:0 --https off --admin 127.0.0.1:0 --api 127.0.0.1:0 \
-    --data "$TMP/data" --workers "$WORKERS" --access-log off 2>"$TMP/serve.log" &
+    --data "$TMP/data" --workers "$WORKERS" --access-log off ${SERVE_ARGS:-} 2>"$TMP/serve.log" &
 SERVE=$!
 for _ in $(seq 200); do grep -q 'listening http=' "$TMP/serve.log" && break; sleep 0.1; done
 LINE=$(grep -m1 'listening http=' "$TMP/serve.log") || { echo "soak.sh: serve did not start" >&2; cat "$TMP/serve.log" >&2; exit 2; }

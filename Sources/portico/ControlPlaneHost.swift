@@ -29,7 +29,7 @@ final class ControlPlaneHost {
     /// Annotation with a digest of the applied document (unchanged files cause no update).
     static let digestAnnotation = "portico.io/applied-digest"
 
-    init(loop: EventLoop, dataDirectory: String, apiAddress: SocketAddress, ingressClass: String) throws {
+    init(loop: EventLoop, dataDirectory: String, apiAddress: SocketAddress, ingressClass: String, eventTTL: Double = 3600) throws {
         self.loop = loop
         try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
@@ -53,6 +53,7 @@ final class ControlPlaneHost {
         debounce = loop.timerQueue(nanos: 20_000_000)
         var options = ControllerOptions()
         options.ingressClass = ingressClass
+        options.eventTTL = eventTTL
         controllers = ControllerManager(store: store, agent: agent, loop: loop, options: options)
     }
 

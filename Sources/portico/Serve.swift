@@ -64,6 +64,9 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("access-log-format"), help: "Access log format: text or json.")
     var accessLogFormat: String = "text"
 
+    @Option(name: .customLong("event-ttl"), help: "How long Events are kept after they were last seen (kube-apiserver's --event-ttl).")
+    var eventTTL: Duration = Duration(argument: "1h")!
+
     @Option(name: .customLong("client-header-timeout"), help: "Time allowed to send a request head.")
     var clientHeaderTimeout: Duration = Duration(argument: "60s")!
 
@@ -183,7 +186,7 @@ struct Serve: ParsableCommand {
         let host: ControlPlaneHost
         do {
             host = try ControlPlaneHost(loop: loop, dataDirectory: data, apiAddress: SocketAddress(parsing: api)!,
-                                        ingressClass: ingressClass)
+                                        ingressClass: ingressClass, eventTTL: Double(eventTTL.nanos) / 1e9)
             host.api.bearerToken = token
             let problems = host.apply(manifests)
             if !problems.isEmpty {
