@@ -33,7 +33,12 @@ final class ControllerServiceTests: XCTestCase {
         for ip in ready {
             XCTAssertTrue(try connects(ip, UInt16(port)), "pod \(ip) serves \(port)")
         }
-        // The EndpointSlice says the same.
+        // The EndpointSlice says the same (it is written in a step of its own: wait for it too).
+        h.waitUntil("the EndpointSlice has 2 ready, 1 not ready") {
+            let eps = (try? h.store.list(.endpointSlices, namespace: "default", labelSelector: "kubernetes.io/service-name=web").items.first)??["endpoints"]?.arrayValue ?? []
+            return eps.filter { $0[path: ["conditions", "ready"]] == .bool(true) }.count == 2
+                && eps.filter { $0[path: ["conditions", "ready"]] == .bool(false) }.count == 1
+        }
         let slices = try h.store.list(.endpointSlices, namespace: "default", labelSelector: "kubernetes.io/service-name=web").items
         XCTAssertEqual(slices.count, 1)
         let eps = slices[0]["endpoints"]?.arrayValue ?? []
