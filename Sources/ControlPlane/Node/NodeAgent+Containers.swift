@@ -84,6 +84,9 @@ extension NodeAgent {
         }
         c.pid = pid
         c.startTicks = ChildProcess.startTime(pid) ?? 0
+        // Recorded at once: a server killed (-9) between the spawn and the record leaves a process
+        // the next agent cannot adopt, and the pod would run twice.
+        saveRecord(rt)
         c.startedAtMonotonic = portico_now_ns()
         c.everRan = true
         c.state = ContainerState(running: .init(startedAt: Self.timestamp()))
