@@ -105,25 +105,6 @@ final class BodyTests: XCTestCase {
 
     // MARK: big transfers
 
-    /// Samples the proxy's VmRSS every 50 ms while `work` runs; returns the peak growth over the
-    /// value measured just before.
-    private func peakRSSGrowth(pid: Int32, during work: () throws -> Void) rethrows -> Int {
-        let base = residentBytes(pid: pid) ?? 0
-        let peak = PeakBox(base)
-        let stop = DispatchSemaphore(value: 0)
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            while stop.wait(timeout: .now() + 0.05) == .timedOut {
-                if let v = residentBytes(pid: pid) { peak.update(v) }
-            }
-            done.signal()
-        }
-        defer { stop.signal(); done.wait() }
-        try work()
-        if let v = residentBytes(pid: pid) { peak.update(v) }
-        return peak.value - base
-    }
-
     func testOneGiBUploadStreamsWithBoundedMemory() throws {
         let st = try Self.shared.get()
         // Warm up (buffers, pools) so the baseline is the steady state.
@@ -135,7 +116,7 @@ final class BodyTests: XCTestCase {
         try fh.close()
         defer { try? FileManager.default.removeItem(atPath: path) }
         var result: CurlResult?
-        let growth = try peakRSSGrowth(pid: st.server.process.pid) {
+        let growth = try peakResidentGrowth(pid: st.server.process.pid) {
             // -T streams the file (--data-binary @file would load it into curl's memory).
             result = try Curl.request(st.server.base + "/big", host: "body.test", method: "POST",
                                       headers: ["Content-Type: application/octet-stream"],
@@ -152,7 +133,7 @@ final class BodyTests: XCTestCase {
         let st = try Self.shared.get()
         _ = try Curl.request(st.server.base + "/warm", host: "body.test", headers: ["X-Echo-Bytes: 65536"])
         var result: CurlResult?
-        let growth = try peakRSSGrowth(pid: st.server.process.pid) {
+        let growth = try peakResidentGrowth(pid: st.server.process.pid) {
             result = try Curl.request(st.server.base + "/big", host: "body.test",
                                       headers: ["X-Echo-Bytes: \(Self.bigBytes)"],
                                       extra: ["-o", "/dev/null", "-w", "%{size_download}\n"], maxTime: 240)
@@ -174,12 +155,4 @@ final class BodyTests: XCTestCase {
         XCTAssertEqual(r.status, 200)
         XCTAssertEqual(r.bodyText.trimmingCharacters(in: .whitespacesAndNewlines), String(size))
     }
-}
-
-private final class PeakBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var peak: Int
-    init(_ v: Int) { peak = v }
-    func update(_ v: Int) { lock.lock(); peak = max(peak, v); lock.unlock() }
-    var value: Int { lock.lock(); defer { lock.unlock() }; return peak }
 }
