@@ -38,6 +38,26 @@ static inline long portico_SSL_CTX_set_mode(SSL_CTX *ctx, long mode) {
 static inline void portico_SSL_CTX_set_read_ahead(SSL_CTX *ctx, int yes) {
     SSL_CTX_set_read_ahead(ctx, yes);
 }
+/// Socket-BIO callback that records, after each read(2) OpenSSL makes, whether it returned less
+/// than it asked for (or nothing): with read-ahead OpenSSL asks for all its buffer's room, so a
+/// short read means the socket's receive queue was empty. The flag lets an edge-triggered caller
+/// skip the extra read(2) that would only return EAGAIN.
+static inline long portico_bio_read_watch(BIO *b, int oper, const char *argp, size_t len, int argi,
+                                          long argl, int ret, size_t *processed) {
+    (void)argp; (void)argi; (void)argl;
+    if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+        unsigned char *drained = (unsigned char *)BIO_get_callback_arg(b);
+        if (drained) *drained = (ret <= 0) || (processed != NULL && *processed < len);
+    }
+    return ret;
+}
+/// Installs `portico_bio_read_watch` on the session's read BIO (after SSL_set_fd), writing to `flag`.
+static inline void portico_watch_socket_reads(SSL *ssl, unsigned char *flag) {
+    BIO *rb = SSL_get_rbio(ssl);
+    if (rb == NULL) return;
+    BIO_set_callback_arg(rb, (char *)flag);
+    BIO_set_callback_ex(rb, portico_bio_read_watch);
+}
 /// SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS.
 static inline long portico_nonblocking_modes(void) {
     return SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS;

@@ -133,10 +133,12 @@ final class ClientConnection: Channel {
         return Socket.write(fd, a)
     }
 
-    /// A read that filled less than the space offered drained a plain socket; with TLS,
-    /// OpenSSL may still hold decrypted bytes, so only `.wouldBlock` ends reading.
+    /// A read that filled less than the space offered drained a plain socket; with TLS, the
+    /// socket is drained when OpenSSL's own last read(2) was short and it holds no further
+    /// record (`TLSSession.drained`). Either way the next edge-triggered event resumes reading.
     @inline(__always) private func drainedAfterShortRead(_ n: Int, _ space: Int) -> Bool {
-        tls == nil && n < space
+        if let t = tls { return t.drained }
+        return n < space
     }
 
     private func continueHandshake() -> Bool {
@@ -169,10 +171,18 @@ final class ClientConnection: Channel {
         if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { canRead = true }
         if events & EPOLLRDHUP.rawValue != 0 { peerClosed = true }
         if events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { canWrite = true }
-        if tls != nil {
-            // OpenSSL may need to write to read, or read to write (handshake, key updates).
-            canRead = true
-            canWrite = true
+        if let t = tls {
+            if state == .handshaking {
+                // The handshake reads and writes in turns of its own.
+                canRead = true
+                canWrite = true
+            } else {
+                // OpenSSL may need to write to read (answering a KeyUpdate) or read to write:
+                // only then does the other direction's event resume it. Setting both on every
+                // event, as before, cost a read(2) returning EAGAIN on most requests.
+                if events & EPOLLOUT.rawValue != 0 && t.readWantsWrite { canRead = true }
+                if events & EPOLLIN.rawValue != 0 && t.writeWantsRead { canWrite = true }
+            }
         }
         drive()
     }

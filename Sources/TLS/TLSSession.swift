@@ -32,6 +32,14 @@ public final class TLSSession {
     /// Server side: whether the first byte has been checked for a TLS record.
     private var checkedFirstByte: Bool
     public private(set) var lastWantWrite = false
+    /// The last `read` ended wanting to write (OpenSSL had to send, e.g. a KeyUpdate answer):
+    /// reading resumes when the socket is writable.
+    public private(set) var readWantsWrite = false
+    /// The last `write` ended wanting to read: writing resumes when the socket is readable.
+    public private(set) var writeWantsRead = false
+    /// Server side: set by a callback on OpenSSL's socket BIO after each read(2) it makes — 1 when
+    /// that read returned less than asked for, so the kernel's queue was empty (see `drained`).
+    private let socketDrained: UnsafeMutablePointer<UInt8>?
 
     public init(server: TLSServerContext, fd: Int32) {
         self.server = server
@@ -40,8 +48,12 @@ public final class TLSSession {
         checkedFirstByte = false
         OpenSSLErrors.clear()
         ssl = SSL_new(server.baseContext)
+        let flag = UnsafeMutablePointer<UInt8>.allocate(capacity: 1)
+        flag.initialize(to: 0)
+        socketDrained = flag
         if let ssl {
             SSL_set_fd(ssl, fd)
+            portico_watch_socket_reads(ssl, flag)
             SSL_set_accept_state(ssl)
             // The callbacks find the context here (unretained: this session holds it).
             SSL_set_ex_data(ssl, 0, Unmanaged.passUnretained(server).toOpaque())
@@ -56,6 +68,7 @@ public final class TLSSession {
         self.client = client
         self.fd = fd
         checkedFirstByte = true
+        socketDrained = nil
         OpenSSLErrors.clear()
         ssl = SSL_new(client.context)
         if let ssl {
@@ -81,6 +94,7 @@ public final class TLSSession {
             if SSL_is_init_finished(ssl) == 1 { SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN) }
             SSL_free(ssl)
         }
+        socketDrained?.deallocate()
     }
 
     static func isIPAddress(_ s: String) -> Bool {
@@ -158,9 +172,22 @@ public final class TLSSession {
         OpenSSLErrors.clearIfAny()
         if SSL_read_ex(ssl, space.baseAddress, space.count, &n) == 1 {
             buffer.didWrite(n)
+            readWantsWrite = false
             return .bytes(n)
         }
-        return failure(ssl, ret: 0, errno: errno)
+        let result = failure(ssl, ret: 0, errno: errno)
+        readWantsWrite = result == .wouldBlock && lastWantWrite
+        return result
+    }
+
+    /// After a `read` that returned bytes: whether reading again now would only block — OpenSSL
+    /// holds no further record and its last read(2) found the socket empty. With an
+    /// edge-triggered descriptor the caller can then wait for the next event instead of making
+    /// a read(2) that returns EAGAIN (as a short read on a plain socket tells). Always false for
+    /// a client-side session (not tracked).
+    public var drained: Bool {
+        guard let ssl, let flag = socketDrained, flag.pointee != 0 else { return false }
+        return SSL_has_pending(ssl) == 0
     }
 
     /// Encrypts and sends bytes; partial writes return the count taken.
@@ -169,8 +196,10 @@ public final class TLSSession {
         if bytes.isEmpty { return .bytes(0) }
         var n = 0
         OpenSSLErrors.clearIfAny()
-        if SSL_write_ex(ssl, bytes.baseAddress, bytes.count, &n) == 1 { return .bytes(n) }
-        return failure(ssl, ret: 0, errno: errno)
+        if SSL_write_ex(ssl, bytes.baseAddress, bytes.count, &n) == 1 { writeWantsRead = false; return .bytes(n) }
+        let result = failure(ssl, ret: 0, errno: errno)
+        writeWantsRead = result == .wouldBlock && !lastWantWrite
+        return result
     }
 
     /// Writes `a` then `b` (a generated head, then pass-through bytes); the count is of both

@@ -174,12 +174,15 @@ final class SClientSession {
     private let input = Pipe()
     let outputPath: String
 
-    init(port: UInt16, serverName: String, caFile: String, dir: TempDir, name: String) throws {
+    /// `commands`: s_client's interactive commands stay on (a line `K` sends a KeyUpdate that
+    /// requests one back; `k` one that does not); otherwise every line is data.
+    init(port: UInt16, serverName: String, caFile: String, dir: TempDir, name: String,
+         extra: [String] = [], commands: Bool = false) throws {
         outputPath = dir.file("\(name).s_client.log")
         _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
         process.arguments = ["s_client", "-connect", "127.0.0.1:\(port)", "-servername", serverName,
-                             "-CAfile", caFile, "-ign_eof", "-nocommands"]
+                             "-CAfile", caFile] + (commands ? [] : ["-ign_eof", "-nocommands"]) + extra
         process.standardInput = input
         let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
         process.standardOutput = out

@@ -339,6 +339,26 @@ final class TLSTests: XCTestCase {
         XCTAssertTrue(waitUntil(timeout: 5) { s.count("HTTP/1.1 200") == 3 }, "a head over two records\n\(s.output)")
     }
 
+    /// RFC 8446 §4.6.3: a KeyUpdate with update_requested obliges the server to send one of its
+    /// own, written from inside its read of the client's record (OpenSSL may then want to write
+    /// to go on reading); requests before and after are answered on the same connection.
+    func testClientKeyUpdateIsAnsweredAndTheConnectionGoesOn() throws {
+        let st = try Self.shared.get()
+        let s = try SClientSession(port: st.httpsPort, serverName: "shop.test", caFile: st.certs.caFile, dir: st.dir,
+                                   name: "keyupdate", extra: ["-tls1_3", "-msg"], commands: true)
+        defer { s.stop() }
+        try s.send("GET /k1 HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        XCTAssertTrue(waitUntil(timeout: 5) { s.count("HTTP/1.1 200") == 1 }, s.output)
+        // s_client sends the KeyUpdate with its next record, so in the same read as the request.
+        try s.send("K\n")
+        Thread.sleep(forTimeInterval: 0.2)
+        try s.send("GET /k2 HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        XCTAssertTrue(waitUntil(timeout: 5) { s.count("HTTP/1.1 200") == 2 }, "answered under the new keys\n\(s.output.suffix(1500))")
+        XCTAssertTrue(s.output.contains("\"path\":\"/k2\""), s.output.suffix(1500).description)
+        XCTAssertEqual(s.count(">>> TLS 1.3, Handshake [length 0005], KeyUpdate"), 1, "the client sent one\n\(s.output.suffix(1500))")
+        XCTAssertEqual(s.count("<<< TLS 1.3, Handshake [length 0005], KeyUpdate"), 1, "the server's own\n\(s.output.suffix(1500))")
+    }
+
     func testWebSocketOverTLS() throws {
         let st = try Self.shared.get()
         let s = try SClientSession(port: st.httpsPort, serverName: "shop.test", caFile: st.certs.caFile, dir: st.dir, name: "wss")
