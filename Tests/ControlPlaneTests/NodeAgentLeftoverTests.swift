@@ -60,6 +60,11 @@ final class NodeAgentLeftoverTests: XCTestCase {
         }
         XCTAssertEqual(markedProcesses(h, uid: "uid-race"), before.values.sorted())
 
+        // An exec probe the agent had running: never adopted as the container, killed.
+        let probe = try ChildProcess.spawn(argv: ["/bin/sleep", "30"], environment: [
+            "PORTICO_NODE=\(nodeMarker(h))", "PORTICO_POD_UID=uid-race", "PORTICO_CONTAINER=plain", "PORTICO_EXEC_PROBE=1",
+        ], workingDir: nil, logPath: nil)
+        h.pidsSeen.insert(probe)
         // The agent dies; its record is what it was between the spawn and the pid's write.
         h.abandonAgent()
         let path = h.dataDir + "/pods/default_race_uid-race/pod.json"
@@ -74,6 +79,7 @@ final class NodeAgentLeftoverTests: XCTestCase {
         h.onLoop { h.agent.reconcile(desired: [pod]) }
 
         XCTAssertEqual(h.pids("uid-race"), before, "the same processes, adopted")
+        h.waitUntil("the leftover exec probe is killed") { _ in !FileManager.default.fileExists(atPath: "/proc/\(probe)") }
         XCTAssertEqual(markedProcesses(h, uid: "uid-race"), before.values.sorted(), "one process per container, no second copy")
         h.waitUntil("Running and Ready") { $0.status(of: "uid-race")?.phase == "Running" && $0.status(of: "uid-race")?.isReady == true }
         let s = try XCTUnwrap(h.status("uid-race"))

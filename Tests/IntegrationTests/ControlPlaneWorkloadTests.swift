@@ -154,8 +154,18 @@ final class ControlPlaneWorkloadTests: ControlPlaneTestCase {
         json["containers"] = containers
         try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: record(pods[0])))
         try FileManager.default.removeItem(atPath: record(pods[1]))
+        // And a process of this node for a pod the store no longer has: killed at start.
+        let ghost = Process()
+        ghost.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        ghost.arguments = ["30"]
+        ghost.environment = ["PORTICO_NODE": node, "PORTICO_POD_UID": UUID().uuidString.lowercased(), "PORTICO_CONTAINER": "echo"]
+        try ghost.run()
+        defer { if ghost.isRunning { ghost.terminate() } }
 
         let (s2, k2) = try start([m])
+        XCTAssertTrue(waitUntil(timeout: 10, interval: 0.05) { !ghost.isRunning }, "the marked process of no pod is killed")
+        XCTAssertEqual(ghost.terminationReason, .uncaughtSignal)
+        XCTAssertEqual(ghost.terminationStatus, SIGTERM)
         let after = try waitForReady(k2, n.app, count: 2)
         XCTAssertEqual(Set(after.map(\.uid)), Set(pods.map(\.uid)), "the same pods")
         XCTAssertTrue(waitUntil(timeout: 15, interval: 0.1) {

@@ -33,6 +33,7 @@ extension NodeAgent {
                 let rec = record.containers[c.spec.name]
                 let count = rec.map { $0.pid == 0 ? $0.restartCount : $0.restartCount + 1 } ?? 0
                 let started = ProcessMarker.startSeconds(ticks: p.startTicks).map(Self.timestamp) ?? Self.timestamp()
+                log.info("pod \(rt.id) container \(c.spec.name): pid \(p.pid) is not in the record; found by its PORTICO_* variables")
                 adopt(c, in: rt, record: .init(pid: p.pid, startTicks: p.startTicks, startedAt: started, restartCount: count))
                 adopted.insert(c.spec.name)
                 toStart.removeAll { $0 === c }
