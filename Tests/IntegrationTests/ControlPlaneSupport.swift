@@ -119,6 +119,17 @@ enum PodProcesses {
         return out
     }
 
+    /// The environment of a process (empty if it is gone or unreadable).
+    static func environment(_ pid: Int32) -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return [:] }
+        var out: [String: String] = [:]
+        for entry in data.split(separator: 0) {
+            let s = String(decoding: entry, as: UTF8.self)
+            if let eq = s.firstIndex(of: "=") { out[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+        }
+        return out
+    }
+
     /// How many processes run per pod name.
     static func countByPod(prefix: String) -> [String: Int] {
         var c: [String: Int] = [:]

@@ -124,4 +124,63 @@ final class ControlPlaneWorkloadTests: ControlPlaneTestCase {
         }
         XCTAssertEqual(seen, Set(after.map { $0.name }), "traffic reaches the new pods")
     }
+    /// The server killed (-9) after spawning a pod's process but before its pid reached the pod
+    /// record: the restarted agent finds the process by the PORTICO_* variables in its
+    /// environment. A pod whose record names no pid is adopted (same process); a pod with no
+    /// record at all is stopped and started afresh. Either way each pod runs exactly once.
+    func testServerKilledBeforeRecordingAPodsProcessRunsEachPodOnce() throws {
+        let n = names("rec")
+        let m = try fx.dir.write("web.yaml", CPManifest.web(n, replicas: 2))
+        let (s1, k1) = try start([m])
+        let pods = try waitForReady(k1, n.app, count: 2).sorted { $0.name < $1.name }
+        let before = Dictionary(PodProcesses.echoes(prefix: n.app + "-").map { ($0.pod, $0.pid) }, uniquingKeysWith: { a, _ in a })
+        XCTAssertEqual(Set(before.keys), Set(pods.map(\.name)))
+        let node = URL(fileURLWithPath: fx.dir.file("serve.data") + "/node").resolvingSymlinksInPath().path
+        for p in pods {
+            let env = PodProcesses.environment(before[p.name] ?? 0)
+            XCTAssertEqual(env["PORTICO_NODE"], node, p.name)
+            XCTAssertEqual(env["PORTICO_POD_UID"], p.uid, p.name)
+            XCTAssertEqual(env["PORTICO_CONTAINER"], "echo", p.name)
+        }
+        s1.process.signal(SIGKILL)
+        XCTAssertNotNil(s1.process.waitForExit(timeout: 10))
+        // What the records look like when the kill came between the spawn and the pid's write
+        // (pods[0]), or when there is no record at all (pods[1]).
+        let record = { (p: KPod) in "\(node)/pods/default_\(p.name)_\(p.uid)/pod.json" }
+        let data = try XCTUnwrap(FileManager.default.contents(atPath: record(pods[0])))
+        var json = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
+        var containers = try XCTUnwrap(json["containers"] as? [String: [String: Any]])
+        for name in containers.keys { containers[name]?["pid"] = 0; containers[name]?["startTicks"] = 0 }
+        json["containers"] = containers
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: record(pods[0])))
+        try FileManager.default.removeItem(atPath: record(pods[1]))
+        // And a process of this node for a pod the store no longer has: killed at start.
+        let ghost = Process()
+        ghost.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        ghost.arguments = ["30"]
+        ghost.environment = ["PORTICO_NODE": node, "PORTICO_POD_UID": UUID().uuidString.lowercased(), "PORTICO_CONTAINER": "echo"]
+        try ghost.run()
+        defer { if ghost.isRunning { ghost.terminate() } }
+
+        let (s2, k2) = try start([m])
+        XCTAssertTrue(waitUntil(timeout: 10, interval: 0.05) { !ghost.isRunning }, "the marked process of no pod is killed")
+        XCTAssertEqual(ghost.terminationReason, .uncaughtSignal)
+        XCTAssertEqual(ghost.terminationStatus, SIGTERM)
+        let after = try waitForReady(k2, n.app, count: 2)
+        XCTAssertEqual(Set(after.map(\.uid)), Set(pods.map(\.uid)), "the same pods")
+        XCTAssertTrue(waitUntil(timeout: 15, interval: 0.1) {
+            PodProcesses.countByPod(prefix: n.app + "-") == [pods[0].name: 1, pods[1].name: 1]
+        }, "one process per pod: \(PodProcesses.echoes(prefix: n.app + "-"))")
+        let now = Dictionary(PodProcesses.echoes(prefix: n.app + "-").map { ($0.pod, $0.pid) }, uniquingKeysWith: { a, _ in a })
+        XCTAssertEqual(now[pods[0].name], before[pods[0].name], "adopted: the same process")
+        XCTAssertNotEqual(now[pods[1].name], before[pods[1].name], "no record: a new process")
+        // (Its zombie may linger: the killed server's orphans are reaped by pid 1, whenever it does.)
+        XCTAssertFalse(PodProcesses.echoes(prefix: n.app + "-").contains { $0.pid == before[pods[1].name] }, "the unrecorded one is gone")
+        var seen = Set<String>()
+        waitUntil(timeout: 10, interval: 0.1) {
+            if let p = get(s2, host: n.host).pod { seen.insert(p) }
+            return seen.count == 2
+        }
+        XCTAssertEqual(seen, Set(pods.map(\.name)), "traffic reaches both pods")
+    }
 }

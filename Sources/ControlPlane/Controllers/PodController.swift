@@ -27,6 +27,10 @@ final class PodController: Controller {
         for (uid, r) in agent.recorded where !known.contains(uid) {
             stop(PodIdentity(namespace: r.record.namespace, name: r.record.name, uid: uid))
         }
+        // Processes of a pod that has neither a record nor an object any more: in no Endpoints.
+        for uid in Array(agent.markedProcesses.keys) where !known.contains(uid) && agent.recorded[uid] == nil {
+            agent.stop(podUID: uid)
+        }
     }
 
     func detach() {
@@ -46,7 +50,11 @@ final class PodController: Controller {
         }
         guard var pod = found else { return .done }
         if agent.pods[pod.uid] == nil {
-            if ObjectFields.isTerminal(pod) && agent.recorded[pod.uid] == nil { return .done }
+            if ObjectFields.isTerminal(pod) && agent.recorded[pod.uid] == nil {
+                // A finished pod runs nothing: whatever of it an earlier agent left is killed.
+                if agent.markedProcesses[pod.uid] != nil { agent.stop(podUID: pod.uid) }
+                return .done
+            }
             // The same name keeps the same IP for a StatefulSet pod: wait for the old processes.
             if older { return .requeue(after: 0.5) }
             if pod[path: ["spec", "nodeName"]]?.stringValue != m.options.nodeName {

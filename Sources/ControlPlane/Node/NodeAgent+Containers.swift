@@ -57,6 +57,9 @@ extension NodeAgent {
             // Keep the previous instance's output for `logs --previous`.
             _ = rename(logPath, rt.dir + "/\(c.spec.name).previous.log")
         }
+        // The record exists (with this instance's restartCount and the pod IP) before the process
+        // does: a new agent that finds the process by its markers then knows how to adopt it.
+        saveRecord(rt)
         let pid: pid_t
         do {
             // Without volume mounts a container starts exactly as before: no mount namespace.
@@ -251,7 +254,7 @@ extension NodeAgent {
 
     /// Forgets a terminating pod once none of its processes is left.
     func finishIfGone(_ rt: PodRuntime) {
-        guard rt.terminating, rt.containers.allSatisfy({ $0.pid == 0 }), pods[rt.id.uid] === rt else { return }
+        guard rt.terminating, rt.containers.allSatisfy({ $0.pid == 0 }), rt.leftoverKills == 0, pods[rt.id.uid] === rt else { return }
         for c in rt.containers { c.restartTimer?.cancel(); c.killTimer?.cancel(); c.stopProbes() }
         publish(rt)
         pods[rt.id.uid] = nil
@@ -274,6 +277,13 @@ extension NodeAgent {
                 try? FileManager.default.removeItem(atPath: dir)
                 completion?()
             }
+        }
+        // Marked processes no record names (a spawn the agent died before recording) go too.
+        let recordedPIDs = Set(record.containers.values.map(\.pid))
+        let unrecorded = (markedProcesses.removeValue(forKey: record.uid) ?? []).filter { !recordedPIDs.contains($0.pid) }
+        if !unrecorded.isEmpty {
+            remaining += 1
+            killLeftovers(unrecorded, pod: "\(record.namespace)/\(record.name)", gracePeriod: gracePeriod) { one() }
         }
         for (name, c) in record.containers where ChildProcess.isAlive(c.pid, startTime: c.startTicks) {
             let fd = ChildProcess.pidfdOpen(c.pid)
@@ -301,7 +311,8 @@ extension NodeAgent {
     // MARK: - Environment
 
     /// Kubernetes' order: service variables, then the pod's identity, then the container's
-    /// `env` (later names win). PATH starts with the directory of the portico binary.
+    /// `env` (later names win), then the agent's PORTICO_* markers. PATH starts with the directory
+    /// of the portico binary.
     func environment(for c: ContainerRuntime, in rt: PodRuntime) throws -> [(String, String)] {
         var names: [String] = []
         var values: [String: String] = [:]
@@ -346,6 +357,10 @@ extension NodeAgent {
                 set(e.name, Self.expand(e.value ?? "", names.map { ($0, values[$0]!) }))
             }
         }
+        // Last, so a spec cannot change them: how a new agent finds this process without its record.
+        set(ProcessMarker.node, nodeMarker)
+        set(ProcessMarker.podUID, rt.id.uid)
+        set(ProcessMarker.container, c.spec.name)
         return names.map { ($0, values[$0]!) }
     }
 

@@ -129,7 +129,8 @@ extension NodeAgent {
     private func execProbe(_ cmd: [String], timeout: Double, _ c: ContainerRuntime, _ rt: PodRuntime,
                            _ done: @escaping (Bool) -> Void) {
         guard let env = try? environment(for: c, in: rt) else { done(false); return }
-        let argv = cmd.map { Self.expand($0, env) }, envp = env.map { "\($0.0)=\($0.1)" }
+        // Marked as a probe: a new agent that finds it after a crash kills it, never adopts it.
+        let argv = cmd.map { Self.expand($0, env) }, envp = env.map { "\($0.0)=\($0.1)" } + ["\(ProcessMarker.execProbe)=1"]
         // A container with volume mounts is probed inside its mount namespace, where it sees them.
         let inNamespace = !(c.spec.volumeMounts ?? []).isEmpty && c.pid > 0
         guard let pid = inNamespace

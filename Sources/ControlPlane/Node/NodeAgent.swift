@@ -88,6 +88,10 @@ public final class NodeAgent {
     var recorded: [String: (dir: String, record: PodRecord)] = [:]
     /// Processes being killed that belong to no running pod (leftovers of an earlier agent).
     var orphanWatches: [pid_t: ProcessWatch] = [:]
+    /// This agent's `PORTICO_NODE`: its data directory with symlinks resolved.
+    let nodeMarker: String
+    /// Processes carrying this node's marker found at start, by pod uid, not yet adopted or killed.
+    var markedProcesses: [String: [ProcessMarker.Found]] = [:]
     let binDirectory: String
     var podsDirectory: String { configuration.dataDirectory + "/pods" }
 
@@ -103,12 +107,21 @@ public final class NodeAgent {
             let exe = (try? fm.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "/usr/local/bin/portico"
             binDirectory = (exe as NSString).deletingLastPathComponent
         }
+        var resolved = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        nodeMarker = realpath(configuration.dataDirectory, &resolved) != nil
+            ? String(cString: resolved) : configuration.dataDirectory
         for entry in (try? fm.contentsOfDirectory(atPath: podsDirectory)) ?? [] {
             let dir = podsDirectory + "/" + entry
             if let r = PodRecord.load(dir + "/pod.json") {
                 recorded[r.uid] = (dir, r)
                 ips.reserve(r.podIP)
             }
+        }
+        // Every process an earlier agent started here, recorded or not (see `ProcessMarker`).
+        for p in ProcessMarker.scan(node: nodeMarker) { markedProcesses[p.podUID, default: []].append(p) }
+        if !markedProcesses.isEmpty {
+            let count = markedProcesses.values.reduce(0) { $0 + $1.count }
+            log.info("found \(count) running process(es) of \(markedProcesses.count) pod(s) started by an earlier agent")
         }
         loop.register(timers, events: EPOLLIN.rawValue, edgeTriggered: false)
         scheduleLogCheck()
@@ -126,6 +139,7 @@ public final class NodeAgent {
         let dir = podsDirectory + "/\(id.namespace)_\(id.name)_\(id.uid)"
         let spec = pod.spec ?? Pod.Spec(containers: [])
         let previous = recorded.removeValue(forKey: id.uid)
+        let found = markedProcesses.removeValue(forKey: id.uid) ?? []
         let ip: String
         if let p = previous {
             ip = p.record.podIP
@@ -156,18 +170,22 @@ public final class NodeAgent {
                 c.finished = true
                 c.state = Self.evictedContainerState
             }
+            if !found.isEmpty { killLeftovers(found, pod: "\(id)", gracePeriod: rt.gracePeriod) {} }
             saveRecord(rt)
             publish(rt)
             return
         }
+        var adopted = Set<String>(), toStart: [ContainerRuntime] = []
         for c in rt.containers {
             if let rec = previous?.record.containers[c.spec.name], ChildProcess.isAlive(rec.pid, startTime: rec.startTicks) {
                 adopt(c, in: rt, record: rec)
+                adopted.insert(c.spec.name)
             } else {
                 if let rec = previous?.record.containers[c.spec.name] { c.restartCount = rec.restartCount + 1 }
-                start(c, in: rt)
+                toStart.append(c)
             }
         }
+        adoptOrKill(found, for: rt, record: previous?.record, adopted: adopted, toStart: toStart)
         saveRecord(rt)
         publish(rt)
     }
@@ -179,6 +197,8 @@ public final class NodeAgent {
         guard let rt = pods[podUID] else {
             if let r = recorded.removeValue(forKey: podUID) {
                 killRecorded(r.record, dir: r.dir, gracePeriod: gracePeriod ?? r.record.gracePeriodSeconds, completion: completion)
+            } else if let found = markedProcesses.removeValue(forKey: podUID) {
+                killLeftovers(found, pod: podUID, gracePeriod: gracePeriod ?? Self.defaultGracePeriod) { completion?() }
             } else {
                 completion?()
             }
@@ -248,6 +268,10 @@ public final class NodeAgent {
             recorded[uid] = nil
             killRecorded(r.record, dir: r.dir, gracePeriod: r.record.gracePeriodSeconds, completion: nil)
         }
+        for (uid, found) in markedProcesses where !wanted.contains(uid) {
+            markedProcesses[uid] = nil
+            killLeftovers(found, pod: uid, gracePeriod: Self.defaultGracePeriod) {}
+        }
         for p in desired { run(p) }
     }
 
@@ -281,7 +305,7 @@ public final class NodeAgent {
     /// Terminates every pod, and whatever an earlier agent left that was not adopted (a clean
     /// server shutdown); `completion` when all are gone.
     public func stopAll(gracePeriod: Double? = nil, completion: (() -> Void)? = nil) {
-        let uids = Array(pods.keys) + Array(recorded.keys)
+        let uids = Set(pods.keys).union(recorded.keys).union(markedProcesses.keys)
         var remaining = uids.count + 1
         let one = { remaining -= 1; if remaining == 0 { completion?() } }
         for uid in uids { stop(podUID: uid, gracePeriod: gracePeriod, completion: one) }
@@ -302,8 +326,11 @@ public final class NodeAgent {
     }
 
     /// RFC 3339 in UTC, seconds precision (as the API server writes times).
-    static func timestamp() -> String {
-        var t = time_t(portico_wall_seconds())
+    static func timestamp() -> String { timestamp(portico_wall_seconds()) }
+
+    /// `seconds` since the epoch in RFC 3339, UTC.
+    static func timestamp(_ seconds: Int64) -> String {
+        var t = time_t(seconds)
         var tm = tm()
         gmtime_r(&t, &tm)
         func p(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
@@ -321,6 +348,8 @@ final class PodRuntime {
     let startTime: String
     var containers: [ContainerRuntime] = []
     var terminating = false
+    /// Kills under way of processes an earlier agent left for this pod; it is not gone before.
+    var leftoverKills = 0
     var onGone: [() -> Void] = []
     var lastPublished: PodStatus?
     /// Condition type → (status, lastTransitionTime).
