@@ -30,10 +30,7 @@ final class UpstreamConnection: Channel {
     /// TLS towards the pod, for backends with `portico.io/backend-protocol: HTTPS`.
     var tls: TLSSession?
 
-    @inline(__always) func read(minSpace: Int) -> IOResult {
-        if let t = tls { return t.read(into: inBuf, minSpace: minSpace) }
-        return Socket.read(fd, into: inBuf, minSpace: minSpace)
-    }
+    @inline(__always) func read(minSpace: Int) -> IOResult { tunnelRead(into: inBuf, minSpace: minSpace) }
 
     @inline(__always) func write(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
         if let t = tls { return t.write(a, b) }
@@ -145,6 +142,25 @@ final class UpstreamConnection: Channel {
         worker.pool.give(inBuf)
         tls = nil
         worker.loop.close(self)
+    }
+}
+
+/// The upstream end of an Upgrade tunnel: plain or TLS (`backend-protocol: HTTPS`).
+extension UpstreamConnection: TunnelEnd {
+    @inline(__always) func tunnelRead(into buffer: Buffer, minSpace: Int) -> IOResult {
+        if let t = tls { return t.read(into: buffer, minSpace: minSpace) }
+        return Socket.read(fd, into: buffer, minSpace: minSpace)
+    }
+
+    @inline(__always) func tunnelWrite(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
+        write(a, b)
+    }
+
+    var shortWriteMeansFull: Bool { tls == nil }
+
+    func shutdownWrite() {
+        tls?.shutdown()
+        shutdown(fd, Int32(SHUT_WR))
     }
 }
 
