@@ -298,19 +298,20 @@ final class RawClient {
     private var buffer: [UInt8] = []
     private var eof = false
 
-    init(port: UInt16, timeout: TimeInterval = 10) throws {
+    init(host: String = "127.0.0.1", port: UInt16, timeout: TimeInterval = 10) throws {
         _ = installExitHook
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw HarnessError("socket: errno \(errno)") }
         setSocketTimeouts(fd, timeout)
         var addr = loopback(port: port)
+        addr.sin_addr.s_addr = inet_addr(host)
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard rc == 0 else {
             let e = errno
             Glibc.close(fd); fd = -1
-            throw HarnessError("connect 127.0.0.1:\(port): errno \(e)")
+            throw HarnessError("connect \(host):\(port): errno \(e)")
         }
     }
 

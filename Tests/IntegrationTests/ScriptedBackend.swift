@@ -43,6 +43,9 @@ final class ScriptedBackend: @unchecked Sendable {
         /// bytes), write `reply` in one write, then keep reading and dropping for `linger` seconds
         /// (so the proxy, not the backend, decides what happens to extra bytes) and close.
         case exact([UInt8], afterFirstBytes: Bool = false, linger: TimeInterval = 1)
+        /// Every connection: read until the peer's end of file, send all of it back, close (what a
+        /// half-closing tunnel must carry both ways).
+        case echoAfterEndOfFile
     }
 
     let mode: Mode
@@ -127,6 +130,8 @@ final class ScriptedBackend: @unchecked Sendable {
             reset = serveHTTP(c)
         case .exact(let reply, let afterFirstBytes, let linger):
             answer(c, reply, afterFirstBytes: afterFirstBytes, linger: linger)
+        case .echoAfterEndOfFile:
+            echoAfterEndOfFile(c)
         }
         if reset {
             var l = linger(l_onoff: 1, l_linger: 0)
@@ -169,6 +174,22 @@ final class ScriptedBackend: @unchecked Sendable {
             let n = chunk.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, 0) }
             if n == 0 { return }
         }
+    }
+
+    // MARK: echo after the end of file
+
+    private func echoAfterEndOfFile(_ c: Int32) {
+        setSocketTimeouts(c, 10)
+        var got: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, 0) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { return }  // no end of file within 10 s: close without an answer
+            if n == 0 { break }
+            got += chunk[0..<n]
+        }
+        sendAll(c, got)
     }
 
     // MARK: HTTP by path
