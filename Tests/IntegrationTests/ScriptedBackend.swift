@@ -46,6 +46,9 @@ final class ScriptedBackend: @unchecked Sendable {
         /// Every connection: read until the peer's end of file, send all of it back, close (what a
         /// half-closing tunnel must carry both ways).
         case echoAfterEndOfFile
+        /// Every connection: accepted and held open, never read from nor answered (a pod that
+        /// stopped reading), until `stop()`.
+        case silent
     }
 
     let mode: Mode
@@ -57,6 +60,8 @@ final class ScriptedBackend: @unchecked Sendable {
     private var byPath: [String: Int] = [:]
     private var byMethod: [String: Int] = [:]
     private var total = 0
+    /// Connection threads still running.
+    private var serving = 0
     private var stopping = false
     private let lock = NSLock()
     private var acceptDone = DispatchSemaphore(value: 0)
@@ -94,6 +99,8 @@ final class ScriptedBackend: @unchecked Sendable {
                 if stopping { lock.unlock(); close(c); break }
                 open.insert(c)
                 accepted += 1
+                if case .silent = mode { lock.unlock(); continue }
+                serving += 1
                 lock.unlock()
                 Thread.detachNewThread { [self] in self.serve(c) }
             }
@@ -119,8 +126,12 @@ final class ScriptedBackend: @unchecked Sendable {
         close(listenFD)
         listenFD = -1
         for c in open { shutdown(c, Int32(SHUT_RDWR)) }
+        if case .silent = mode {
+            for c in open { close(c) }  // no thread of their own
+            open = []
+        }
         lock.unlock()
-        _ = waitUntil(timeout: 3) { lock.lock(); defer { lock.unlock() }; return open.isEmpty }
+        _ = waitUntil(timeout: 3) { lock.lock(); defer { lock.unlock() }; return serving == 0 }
     }
 
     private func serve(_ c: Int32) {
@@ -132,12 +143,14 @@ final class ScriptedBackend: @unchecked Sendable {
             answer(c, reply, afterFirstBytes: afterFirstBytes, linger: linger)
         case .echoAfterEndOfFile:
             echoAfterEndOfFile(c)
+        case .silent:
+            return  // never spawned (see the accept loop)
         }
         if reset {
             var l = linger(l_onoff: 1, l_linger: 0)
             setsockopt(c, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
         }
-        lock.lock(); open.remove(c); lock.unlock()
+        lock.lock(); open.remove(c); serving -= 1; lock.unlock()
         close(c)
     }
 
