@@ -1,4 +1,5 @@
 import Reactor
+import TLS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,9 +11,9 @@ protocol TunnelEnd: AnyObject {
     var canRead: Bool { get set }
     var canWrite: Bool { get set }
     /// Reads into the free space of `buffer` (grown to at least `minSpace`).
-    func tunnelRead(into buffer: Buffer, minSpace: Int) -> IOResult
+    func transportRead(into buffer: Buffer, minSpace: Int) -> IOResult
     /// Writes `a` then `b` (either may be empty) in one call.
-    func tunnelWrite(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult
+    func transportWrite(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult
     /// True on a plain socket, where a short write means the kernel's buffer is full (wait for
     /// EPOLLOUT); false with TLS, where OpenSSL may take the rest at once.
     var shortWriteMeansFull: Bool { get }
@@ -24,17 +25,42 @@ protocol TunnelEnd: AnyObject {
 protocol PlainSocketTunnelEnd: Channel, TunnelEnd {}
 
 extension PlainSocketTunnelEnd {
-    @inline(__always) func tunnelRead(into buffer: Buffer, minSpace: Int) -> IOResult {
+    @inline(__always) func transportRead(into buffer: Buffer, minSpace: Int) -> IOResult {
         Socket.read(fd, into: buffer, minSpace: minSpace)
     }
 
-    @inline(__always) func tunnelWrite(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
+    @inline(__always) func transportWrite(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
         Socket.write(fd, a, b)
     }
 
     var shortWriteMeansFull: Bool { true }
 
     func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+}
+
+/// A tunnel end that is plain or TLS by its `tls` session: the proxy's client and upstream
+/// connections, which use the same branch for HTTP.
+protocol PlainOrTLSTunnelEnd: Channel, TunnelEnd {
+    var tls: TLSSession? { get }
+}
+
+extension PlainOrTLSTunnelEnd {
+    @inline(__always) func transportRead(into buffer: Buffer, minSpace: Int) -> IOResult {
+        if let t = tls { return t.read(into: buffer, minSpace: minSpace) }
+        return Socket.read(fd, into: buffer, minSpace: minSpace)
+    }
+
+    @inline(__always) func transportWrite(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
+        if let t = tls { return t.write(a, b) }
+        return Socket.write(fd, a, b)
+    }
+
+    var shortWriteMeansFull: Bool { tls == nil }
+
+    func shutdownWrite() {
+        tls?.shutdown()
+        shutdown(fd, Int32(SHUT_WR))
+    }
 }
 
 /// A two-way byte tunnel between end A (the client) and end B (the upstream), after the proxy
@@ -96,7 +122,7 @@ struct ByteTunnel {
         if headCount > 0 || !buf.isEmpty {
             guard dst.canWrite else { return .idle }
             let h = head?.readable ?? UnsafeRawBufferPointer(start: nil, count: 0)
-            switch dst.tunnelWrite(h, buf.readable) {
+            switch dst.transportWrite(h, buf.readable) {
             case .bytes(let n):
                 let fromHead = min(n, headCount)
                 if fromHead > 0 { head?.consume(fromHead) }
@@ -114,7 +140,7 @@ struct ByteTunnel {
             }
         }
         guard src.canRead && !finished else { return .idle }
-        switch src.tunnelRead(into: buf, minSpace: 16384) {
+        switch src.transportRead(into: buf, minSpace: 16384) {
         case .bytes:
             return .progress
         case .wouldBlock:

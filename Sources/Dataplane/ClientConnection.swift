@@ -36,7 +36,7 @@ final class ClientConnection: Channel {
     /// Bytes the proxy generated for the client (response heads, its own responses).
     let out = Buffer(capacity: 512)
     /// The TLS session of an https connection (nil for plain HTTP).
-    private var tls: TLSSession?
+    private(set) var tls: TLSSession?
     private let isTLS: Bool
     private var parser: RequestParser
     private var head = RequestHead()
@@ -121,13 +121,11 @@ final class ClientConnection: Channel {
     // MARK: transport (plain or TLS; one branch, no existential)
 
     @inline(__always) private func clientRead(_ buf: Buffer, minSpace: Int) -> IOResult {
-        if let t = tls { return t.read(into: buf, minSpace: minSpace) }
-        return Socket.read(fd, into: buf, minSpace: minSpace)
+        transportRead(into: buf, minSpace: minSpace)
     }
 
     @inline(__always) private func clientWrite(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
-        if let t = tls { return t.write(a, b) }
-        return Socket.write(fd, a, b)
+        transportWrite(a, b)
     }
 
     @inline(__always) private func clientWrite(_ a: UnsafeRawBufferPointer) -> IOResult {
@@ -1172,23 +1170,8 @@ let ms = portico_wall_millis()
     private var targetText: String { String(decoding: UnsafeRawBufferPointer(rebasing: logFields.readable[logTarget]), as: UTF8.self) }
 }
 
-/// The client end of an Upgrade tunnel: plain or TLS, through the same transport branch as HTTP.
-extension ClientConnection: TunnelEnd {
-    @inline(__always) func tunnelRead(into buffer: Buffer, minSpace: Int) -> IOResult {
-        clientRead(buffer, minSpace: minSpace)
-    }
-
-    @inline(__always) func tunnelWrite(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
-        clientWrite(a, b)
-    }
-
-    var shortWriteMeansFull: Bool { tls == nil }
-
-    func shutdownWrite() {
-        tls?.shutdown()
-        shutdown(fd, Int32(SHUT_WR))
-    }
-}
+/// The client end of an Upgrade tunnel: plain or TLS, through the same branch as HTTP.
+extension ClientConnection: PlainOrTLSTunnelEnd {}
 
 /// Copies forwarded field lines into a head being written. Lines that follow each other in the
 /// received head and end in CRLF right after the value (no trailing whitespace) are copied as

@@ -30,12 +30,9 @@ final class UpstreamConnection: Channel {
     /// TLS towards the pod, for backends with `portico.io/backend-protocol: HTTPS`.
     var tls: TLSSession?
 
-    @inline(__always) func read(minSpace: Int) -> IOResult { tunnelRead(into: inBuf, minSpace: minSpace) }
+    @inline(__always) func read(minSpace: Int) -> IOResult { transportRead(into: inBuf, minSpace: minSpace) }
 
-    @inline(__always) func write(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
-        if let t = tls { return t.write(a, b) }
-        return Socket.write(fd, a, b)
-    }
+    @inline(__always) func write(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult { transportWrite(a, b) }
 
     init(fd: Int32, worker: Worker, backendState: BackendState, endpointIndex: Int) {
         self.worker = worker
@@ -146,23 +143,7 @@ final class UpstreamConnection: Channel {
 }
 
 /// The upstream end of an Upgrade tunnel: plain or TLS (`backend-protocol: HTTPS`).
-extension UpstreamConnection: TunnelEnd {
-    @inline(__always) func tunnelRead(into buffer: Buffer, minSpace: Int) -> IOResult {
-        if let t = tls { return t.read(into: buffer, minSpace: minSpace) }
-        return Socket.read(fd, into: buffer, minSpace: minSpace)
-    }
-
-    @inline(__always) func tunnelWrite(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
-        write(a, b)
-    }
-
-    var shortWriteMeansFull: Bool { tls == nil }
-
-    func shutdownWrite() {
-        tls?.shutdown()
-        shutdown(fd, Int32(SHUT_WR))
-    }
-}
+extension UpstreamConnection: PlainOrTLSTunnelEnd {}
 
 /// Why an upstream attempt failed (decides retry and status).
 enum UpstreamFailure {
