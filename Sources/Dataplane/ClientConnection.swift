@@ -36,7 +36,7 @@ final class ClientConnection: Channel {
     /// Bytes the proxy generated for the client (response heads, its own responses).
     let out = Buffer(capacity: 512)
     /// The TLS session of an https connection (nil for plain HTTP).
-    private var tls: TLSSession?
+    private(set) var tls: TLSSession?
     private let isTLS: Bool
     private var parser: RequestParser
     private var head = RequestHead()
@@ -85,6 +85,8 @@ final class ClientConnection: Channel {
     /// Method, host, target and request id of the current request, for the access log.
     private let logFields = Buffer(capacity: 256)
     private var logMethod = 0..<0, logHost = 0..<0, logTarget = 0..<0, logRequestID = 0..<0
+    /// After a 101: the tunnel ends at the first end of file from either side.
+    private var tunnel = ByteTunnel(onEndOfFile: .end)
 
     init(fd: Int32, peer: SocketAddress?, worker: Worker, tls: TLSServerContext? = nil) {
         self.worker = worker
@@ -119,13 +121,11 @@ final class ClientConnection: Channel {
     // MARK: transport (plain or TLS; one branch, no existential)
 
     @inline(__always) private func clientRead(_ buf: Buffer, minSpace: Int) -> IOResult {
-        if let t = tls { return t.read(into: buf, minSpace: minSpace) }
-        return Socket.read(fd, into: buf, minSpace: minSpace)
+        transportRead(into: buf, minSpace: minSpace)
     }
 
     @inline(__always) private func clientWrite(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
-        if let t = tls { return t.write(a, b) }
-        return Socket.write(fd, a, b)
+        transportWrite(a, b)
     }
 
     @inline(__always) private func clientWrite(_ a: UnsafeRawBufferPointer) -> IOResult {
@@ -1140,52 +1140,9 @@ let ms = portico_wall_millis()
 
     private func pumpTunnel() {
         guard let up = upstream else { close(); return }
-        // Upstream to client first: the 101 head is in `out`.
-        var progress = true
-        while progress && !isClosed {
-            progress = false
-            // upstream -> client
-            if out.readableCount > 0 || !up.inBuf.isEmpty {
-                if canWrite {
-                    switch clientWrite(out.readable, up.inBuf.readable) {
-                    case .bytes(let n):
-                        let fromA = min(n, out.readableCount)
-                        out.consume(fromA)
-                        up.inBuf.consume(n - fromA)
-                        bytesOut &+= UInt64(n)
-                        if (out.readableCount > 0 || !up.inBuf.isEmpty) && tls == nil { canWrite = false } else { progress = true }
-                    case .wouldBlock: canWrite = false
-                    case .error, .eof: endTunnel(); return
-                    }
-                }
-            } else if up.canRead {
-                switch up.read(minSpace: 16384) {
-                case .bytes: progress = true
-                case .wouldBlock: up.canRead = false
-                case .eof, .error: endTunnel(); return
-                }
-            }
-            // client -> upstream
-            guard let buf = inBuf else { inBuf = worker.pool.take(); progress = true; continue }
-            if !buf.isEmpty {
-                if up.canWrite {
-                    switch up.write(buf.readable, UnsafeRawBufferPointer(start: nil, count: 0)) {
-                    case .bytes(let n):
-                        buf.consume(n)
-                        bytesIn &+= UInt64(n)
-                        if !buf.isEmpty && up.tls == nil { up.canWrite = false } else { progress = true }
-                    case .wouldBlock: up.canWrite = false
-                    case .error, .eof: endTunnel(); return
-                    }
-                }
-            } else if canRead {
-                switch clientRead(buf, minSpace: 16384) {
-                case .bytes: progress = true
-                case .wouldBlock: canRead = false
-                case .eof, .error: endTunnel(); return
-                }
-            }
-        }
+        if inBuf == nil { inBuf = worker.pool.take() }
+        // `out` holds the 101 head: it reaches the client before the upstream's first bytes.
+        if tunnel.pump(self, inBuf!, up, up.inBuf, headForA: out) { endTunnel() }
     }
 
     private func endTunnel() {
@@ -1222,6 +1179,9 @@ let ms = portico_wall_millis()
     private var hostText: String { String(decoding: UnsafeRawBufferPointer(rebasing: logFields.readable[logHost]), as: UTF8.self) }
     private var targetText: String { String(decoding: UnsafeRawBufferPointer(rebasing: logFields.readable[logTarget]), as: UTF8.self) }
 }
+
+/// The client end of an Upgrade tunnel: plain or TLS, through the same branch as HTTP.
+extension ClientConnection: PlainOrTLSTunnelEnd {}
 
 /// Copies forwarded field lines into a head being written. Lines that follow each other in the
 /// received head and end in CRLF right after the value (no trailing whitespace) are copied as

@@ -76,8 +76,8 @@ final class TCPTunnel: Channel {
     var tries = 0
     var canRead = false
     var canWrite = true
-    var readClosed = false
     let inBuf: Buffer
+    private var tunnel = ByteTunnel(onEndOfFile: .halfClose)
 
     init(fd: Int32, peer: SocketAddress?, worker: Worker, backend: BackendState) {
         self.worker = worker
@@ -140,48 +140,11 @@ final class TCPTunnel: Channel {
 
     override func handleTimeout() { close() }
 
-    /// Moves bytes both ways until neither side can make progress.
+    /// Moves bytes both ways until neither side can make progress; an end of file from one side
+    /// is passed on as a half-close, and the pair closes once both sides finished.
     func pump() {
         guard let up = upstream, up.connected, !isClosed else { return }
-        var progress = true
-        while progress && !isClosed {
-            progress = false
-            // client -> upstream
-            if !inBuf.isEmpty {
-                if up.canWrite {
-                    switch Socket.write(up.fd, inBuf.readable) {
-                    case .bytes(let n): inBuf.consume(n); progress = true
-                    case .wouldBlock: up.canWrite = false
-                    case .error, .eof: close(); return
-                    }
-                }
-            } else if canRead && !readClosed {
-                switch Socket.read(fd, into: inBuf, minSpace: 16384) {
-                case .bytes: progress = true
-                case .wouldBlock: canRead = false
-                case .eof: readClosed = true; shutdown(up.fd, Int32(SHUT_WR)); progress = true
-                case .error: close(); return
-                }
-            }
-            // upstream -> client
-            if !up.inBuf.isEmpty {
-                if canWrite {
-                    switch Socket.write(fd, up.inBuf.readable) {
-                    case .bytes(let n): up.inBuf.consume(n); progress = true
-                    case .wouldBlock: canWrite = false
-                    case .error, .eof: close(); return
-                    }
-                }
-            } else if up.canRead && !up.readClosed {
-                switch Socket.read(up.fd, into: up.inBuf, minSpace: 16384) {
-                case .bytes: progress = true
-                case .wouldBlock: up.canRead = false
-                case .eof: up.readClosed = true; shutdown(fd, Int32(SHUT_WR)); progress = true
-                case .error: close(); return
-                }
-            }
-            if readClosed && up.readClosed && inBuf.isEmpty && up.inBuf.isEmpty { close(); return }
-        }
+        if tunnel.pump(self, inBuf, up, up.inBuf) { close() }
     }
 
     func close() {
@@ -202,7 +165,6 @@ final class TCPUpstream: Channel {
     var connected = false
     var canRead = false
     var canWrite = false
-    var readClosed = false
     let inBuf: Buffer
 
     init(fd: Int32, tunnel: TCPTunnel, worker: Worker) {
@@ -233,3 +195,7 @@ final class TCPUpstream: Channel {
         worker.loop.close(self)
     }
 }
+
+/// Both ends of a TCP Service tunnel are plain sockets.
+extension TCPTunnel: PlainSocketTunnelEnd {}
+extension TCPUpstream: PlainSocketTunnelEnd {}

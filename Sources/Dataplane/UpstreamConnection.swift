@@ -30,15 +30,9 @@ final class UpstreamConnection: Channel {
     /// TLS towards the pod, for backends with `portico.io/backend-protocol: HTTPS`.
     var tls: TLSSession?
 
-    @inline(__always) func read(minSpace: Int) -> IOResult {
-        if let t = tls { return t.read(into: inBuf, minSpace: minSpace) }
-        return Socket.read(fd, into: inBuf, minSpace: minSpace)
-    }
+    @inline(__always) func read(minSpace: Int) -> IOResult { transportRead(into: inBuf, minSpace: minSpace) }
 
-    @inline(__always) func write(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult {
-        if let t = tls { return t.write(a, b) }
-        return Socket.write(fd, a, b)
-    }
+    @inline(__always) func write(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> IOResult { transportWrite(a, b) }
 
     init(fd: Int32, worker: Worker, backendState: BackendState, endpointIndex: Int) {
         self.worker = worker
@@ -147,6 +141,9 @@ final class UpstreamConnection: Channel {
         worker.loop.close(self)
     }
 }
+
+/// The upstream end of an Upgrade tunnel: plain or TLS (`backend-protocol: HTTPS`).
+extension UpstreamConnection: PlainOrTLSTunnelEnd {}
 
 /// Why an upstream attempt failed (decides retry and status).
 enum UpstreamFailure {

@@ -23,12 +23,11 @@ final class FailingBackendTests: XCTestCase {
     }
 
     static let shared = SharedFixture<State> { fx in
-        let scripted = try ScriptedBackend(mode: .byPath)
-        let resetter = try ScriptedBackend(mode: .always("/reset"))
-        let good = try ScriptedBackend(mode: .byPath)
-        let flappy = try ScriptedBackend(mode: .byPath)
-        let stable = try ScriptedBackend(mode: .byPath)
-        backends = [scripted, resetter, good, flappy, stable]
+        let scripted = try fx.scripted(.byPath)
+        let resetter = try fx.scripted(.always("/reset"))
+        let good = try fx.scripted(.byPath)
+        let flappy = try fx.scripted(.byPath)
+        let stable = try fx.scripted(.byPath)
         let down1 = try freePort(), down2 = try freePort()
         let m = try fx.dir.write("failing.yaml", Manifest.join([
             Manifest.service("svc-scripted", endpoints: [scripted.address]),
@@ -48,13 +47,8 @@ final class FailingBackendTests: XCTestCase {
         return State(server: server, scripted: scripted, resetter: resetter, good: good, flappy: flappy, stable: stable)
     }
 
-    /// The scripted backends run in this process: stopped after the proxy, in `tearDown`.
-    nonisolated(unsafe) static var backends: [ScriptedBackend] = []
-
     override class func tearDown() {
         shared.stop()
-        for b in backends { b.stop() }
-        backends = []
         super.tearDown()
     }
 
@@ -251,193 +245,3 @@ final class FailingBackendTests: XCTestCase {
     }
 }
 
-// MARK: - A backend that misbehaves on request
-
-/// A blocking HTTP/1.1 backend, a thread per connection, that counts every request head it reads
-/// (by path and by method) and behaves by path:
-///   /cut-body  200 with Content-Length 100000, 1000 body bytes, then close
-///   /cut-head  half a status line, then close
-///   /close     close without a byte
-///   /reset     close with RST (SO_LINGER 0)
-///   /hang      never answer
-///   /garbage   bytes that are not HTTP, then close
-///   otherwise  200 "ok PATH", keep-alive
-/// `.always(path)` behaves as `path` for every request.
-final class ScriptedBackend: @unchecked Sendable {
-    enum Mode { case byPath, always(String) }
-
-    let mode: Mode
-    private(set) var port: UInt16 = 0
-    private var listenFD: Int32 = -1
-    private var open = Set<Int32>()
-    private var byPath: [String: Int] = [:]
-    private var byMethod: [String: Int] = [:]
-    private var total = 0
-    private var stopping = false
-    private let lock = NSLock()
-    private var acceptDone = DispatchSemaphore(value: 0)
-
-    init(mode: Mode) throws {
-        self.mode = mode
-        try start(port: 0)
-    }
-
-    var address: String { "127.0.0.1:\(port)" }
-
-    func seen(_ path: String) -> Int { lock.lock(); defer { lock.unlock() }; return byPath[path] ?? 0 }
-    func seen(method: String) -> Int { lock.lock(); defer { lock.unlock() }; return byMethod[method] ?? 0 }
-    var seenTotal: Int { lock.lock(); defer { lock.unlock() }; return total }
-
-    private func start(port wanted: UInt16) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HarnessError("socket: errno \(errno)") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = loopback(port: wanted)
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0, listen(fd, 128) == 0 else { let e = errno; Glibc.close(fd); throw HarnessError("bind/listen: errno \(e)") }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        var tv = timeval(tv_sec: 0, tv_usec: 100_000)  // accept wakes up to notice stop()
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        lock.lock()
-        listenFD = fd
-        port = UInt16(bigEndian: addr.sin_port)
-        stopping = false
-        acceptDone = DispatchSemaphore(value: 0)
-        let done = acceptDone
-        lock.unlock()
-        Thread.detachNewThread { [self] in
-            while true {
-                lock.lock(); let stop = stopping; lock.unlock()
-                if stop { break }
-                let c = accept(fd, nil, nil)
-                guard c >= 0 else { continue }
-                lock.lock()
-                if stopping { lock.unlock(); Glibc.close(c); break }
-                open.insert(c)
-                lock.unlock()
-                Thread.detachNewThread { [self] in self.serve(c) }
-            }
-            done.signal()
-        }
-    }
-
-    /// Listens again on the same port (after `stop()`): the endpoint comes back.
-    func restart() throws {
-        let p = port
-        try start(port: p)
-    }
-
-    /// Closes the listener and every connection (a crashed backend): connects are refused.
-    func stop() {
-        lock.lock()
-        if stopping || listenFD < 0 { lock.unlock(); return }
-        stopping = true
-        let done = acceptDone
-        lock.unlock()
-        _ = done.wait(timeout: .now() + 3)
-        lock.lock()
-        Glibc.close(listenFD)
-        listenFD = -1
-        for c in open { shutdown(c, Int32(SHUT_RDWR)) }
-        lock.unlock()
-    }
-
-    private func finish(_ c: Int32, reset: Bool = false) {
-        if reset {
-            var l = linger(l_onoff: 1, l_linger: 0)
-            setsockopt(c, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
-        }
-        lock.lock(); open.remove(c); lock.unlock()
-        Glibc.close(c)
-    }
-
-    private func write(_ c: Int32, _ text: String) { write(c, Array(text.utf8)) }
-
-    private func write(_ c: Int32, _ bytes: [UInt8]) {
-        var off = 0
-        while off < bytes.count {
-            let n = bytes[off...].withUnsafeBytes { Glibc.send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { return }
-            off += n
-        }
-    }
-
-    private func serve(_ c: Int32) {
-        var tv = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var buf: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            // One request head (and its Content-Length body).
-            var headEnd: Int?
-            while headEnd == nil {
-                if let r = findHeadEnd(buf) { headEnd = r; break }
-                let n = chunk.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, 0) }
-                if n <= 0 { finish(c); return }
-                buf += chunk[0..<n]
-            }
-            let head = String(decoding: buf[0..<headEnd!], as: UTF8.self)
-            let lines = head.split(separator: "\r\n")
-            let requestLine = lines.first.map { $0.split(separator: " ") } ?? []
-            guard requestLine.count >= 2 else { finish(c); return }
-            let method = String(requestLine[0]), path = String(requestLine[1])
-            var length = 0
-            for l in lines.dropFirst() where l.lowercased().hasPrefix("content-length:") {
-                length = Int(l.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) ?? 0
-            }
-            let total = headEnd! + 4 + length
-            while buf.count < total {
-                let n = chunk.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, 0) }
-                if n <= 0 { finish(c); return }
-                buf += chunk[0..<n]
-            }
-            buf.removeFirst(total)
-            lock.lock()
-            byPath[path, default: 0] += 1
-            byMethod[method, default: 0] += 1
-            self.total += 1
-            lock.unlock()
-
-            let behaviour: String
-            switch mode {
-            case .always(let p): behaviour = p
-            case .byPath: behaviour = path
-            }
-            switch behaviour {
-            case "/cut-body":
-                write(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
-                write(c, [UInt8](repeating: 0x7A, count: 1000))
-                finish(c); return
-            case "/cut-head":
-                write(c, "HTTP/1.1 200 OK\r\nContent-Le")
-                finish(c); return
-            case "/close":
-                finish(c); return
-            case "/reset":
-                finish(c, reset: true); return
-            case "/hang":
-                // Until the proxy gives up (its close wakes recv) or 10 s pass.
-                _ = chunk.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, 0) }
-                finish(c); return
-            case "/garbage":
-                write(c, "garbage\r\n\r\n")
-                finish(c); return
-            default:
-                let body = "ok \(path)"
-                write(c, "HTTP/1.1 200 OK\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
-            }
-        }
-    }
-
-    private func findHeadEnd(_ b: [UInt8]) -> Int? {
-        guard b.count >= 4 else { return nil }
-        for i in 0...(b.count - 4) where b[i] == 13 && b[i + 1] == 10 && b[i + 2] == 13 && b[i + 3] == 10 { return i }
-        return nil
-    }
-}

@@ -265,7 +265,8 @@ func loopback(port: UInt16) -> sockaddr_in {
     return addr
 }
 
-private func setTimeouts(_ fd: Int32, _ seconds: TimeInterval) {
+/// Receive and send timeouts on a socket.
+func setSocketTimeouts(_ fd: Int32, _ seconds: TimeInterval) {
     var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -297,19 +298,20 @@ final class RawClient {
     private var buffer: [UInt8] = []
     private var eof = false
 
-    init(port: UInt16, timeout: TimeInterval = 10) throws {
+    init(host: String = "127.0.0.1", port: UInt16, timeout: TimeInterval = 10) throws {
         _ = installExitHook
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw HarnessError("socket: errno \(errno)") }
-        setTimeouts(fd, timeout)
+        setSocketTimeouts(fd, timeout)
         var addr = loopback(port: port)
+        addr.sin_addr.s_addr = inet_addr(host)
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard rc == 0 else {
             let e = errno
             Glibc.close(fd); fd = -1
-            throw HarnessError("connect 127.0.0.1:\(port): errno \(e)")
+            throw HarnessError("connect \(host):\(port): errno \(e)")
         }
     }
 
@@ -317,7 +319,7 @@ final class RawClient {
 
     func close() { if fd >= 0 { Glibc.close(fd); fd = -1 } }
 
-    func setTimeout(_ seconds: TimeInterval) { setTimeouts(fd, seconds) }
+    func setTimeout(_ seconds: TimeInterval) { setSocketTimeouts(fd, seconds) }
 
     func send(_ text: String) throws { try send(Array(text.utf8)) }
 
@@ -693,62 +695,6 @@ func residentBytes(pid: Int32) -> Int? {
     return nil
 }
 
-// MARK: - A fake upstream that answers garbage
-
-/// A TCP server that answers every connection with fixed bytes and closes it.
-final class CannedTCPServer {
-    let port: UInt16
-    private let fd: Int32
-    private let reply: [UInt8]
-    private let stopLock = NSLock()
-    private var stopping = false
-    private let done = DispatchSemaphore(value: 0)
-
-    init(reply: String) throws {
-        self.reply = Array(reply.utf8)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HarnessError("socket: errno \(errno)") }
-        self.fd = fd
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var addr = loopback(port: 0)
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0, listen(fd, 64) == 0 else { Glibc.close(fd); throw HarnessError("bind/listen: errno \(errno)") }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        port = UInt16(bigEndian: addr.sin_port)
-        setTimeouts(fd, 0.2)  // accept wakes up regularly to notice stop()
-        let t = Thread { [self] in self.serve() }
-        t.start()
-    }
-
-    private var isStopping: Bool { stopLock.lock(); defer { stopLock.unlock() }; return stopping }
-
-    private func serve() {
-        while !isStopping {
-            let c = accept(fd, nil, nil)
-            if c < 0 { continue }
-            setTimeouts(c, 1)
-            var scratch = [UInt8](repeating: 0, count: 8192)
-            _ = scratch.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, 0) }
-            _ = reply.withUnsafeBytes { Glibc.send(c, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            Glibc.close(c)
-        }
-        done.signal()
-    }
-
-    func stop() {
-        stopLock.lock(); let already = stopping; stopping = true; stopLock.unlock()
-        if already { return }
-        _ = done.wait(timeout: .now() + 3)
-        Glibc.close(fd)
-    }
-}
-
 // MARK: - Per-class fixtures
 
 /// The processes and temp dir one test class shares: started once on first use, stopped in the
@@ -757,7 +703,7 @@ final class Fixture {
     let dir: TempDir
     private(set) var echoes: [String: EchoBackend] = [:]
     private(set) var servers: [PorticoServer] = []
-    private var canned: [CannedTCPServer] = []
+    private var scripted: [ScriptedBackend] = []
 
     init() throws { dir = try TempDir() }
 
@@ -775,18 +721,19 @@ final class Fixture {
         return s
     }
 
-    func cannedServer(reply: String) throws -> CannedTCPServer {
-        let c = try CannedTCPServer(reply: reply)
-        canned.append(c)
-        return c
+    /// A raw TCP backend in this process (see `ScriptedBackend`), stopped after the proxies.
+    func scripted(_ mode: ScriptedBackend.Mode) throws -> ScriptedBackend {
+        let b = try ScriptedBackend(mode)
+        scripted.append(b)
+        return b
     }
 
     /// Stops the proxies first (they drain), then the backends, then removes the temp dir.
     func stop() {
         for s in servers { s.stop() }
         for e in echoes.values { e.stop() }
-        for c in canned { c.stop() }
-        servers = []; echoes = [:]; canned = []
+        for b in scripted { b.stop() }
+        servers = []; echoes = [:]; scripted = []
         dir.remove()
     }
 }

@@ -10,31 +10,6 @@ import XCTest
 
 // MARK: - Raw sockets shared by the hostile-input suites
 
-/// A listening TCP socket on 127.0.0.1 with a kernel-chosen port.
-func listenOnLoopback() throws -> (fd: Int32, port: UInt16) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw HarnessError("socket: errno \(errno)") }
-    var one: Int32 = 1
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-    var addr = loopback(port: 0)
-    let rc = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard rc == 0, listen(fd, 64) == 0 else { close(fd); throw HarnessError("bind/listen: errno \(errno)") }
-    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-    }
-    return (fd, UInt16(bigEndian: addr.sin_port))
-}
-
-/// Receive and send timeouts on a socket.
-func setSocketTimeouts(_ fd: Int32, _ seconds: TimeInterval) {
-    var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-}
-
 /// Writes all of `bytes` (false when the peer is gone).
 @discardableResult
 func sendAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
@@ -117,88 +92,12 @@ final class RawConversation {
     }
 }
 
-/// A backend that answers every connection with exact bytes: it waits for the request head (or,
-/// with `beforeRequest`, only for the first bytes), writes `reply` in one write, and keeps the
-/// connection open for `linger` seconds (so the proxy, not the backend, decides what happens to
-/// extra bytes), then closes. Counts connections and records each request head.
-final class ExactBytesBackend {
-    let port: UInt16
-    let reply: [UInt8]
-    private let fd: Int32
-    private let beforeRequest: Bool
-    private let linger: TimeInterval
-    private let lock = NSLock()
-    private var stopping = false
-    private var accepted = 0
-    private var heads: [String] = []
-    private var running = 0
-    private let done = DispatchSemaphore(value: 0)
-
-    init(reply: [UInt8], beforeRequest: Bool = false, linger: TimeInterval = 1) throws {
-        self.reply = reply
-        self.beforeRequest = beforeRequest
-        self.linger = linger
-        (fd, port) = try listenOnLoopback()
-        setSocketTimeouts(fd, 0.2)  // accept wakes up regularly to notice stop()
-        Thread { [self] in self.acceptLoop() }.start()
-    }
-
-    convenience init(reply: String, beforeRequest: Bool = false, linger: TimeInterval = 1) throws {
-        try self.init(reply: Array(reply.utf8), beforeRequest: beforeRequest, linger: linger)
-    }
-
-    var address: String { "127.0.0.1:\(port)" }
-    var connections: Int { lock.lock(); defer { lock.unlock() }; return accepted }
-    var requestHeads: [String] { lock.lock(); defer { lock.unlock() }; return heads }
-    private var isStopping: Bool { lock.lock(); defer { lock.unlock() }; return stopping }
-
-    private func acceptLoop() {
-        while !isStopping {
-            let c = accept(fd, nil, nil)
-            if c < 0 { continue }
-            lock.lock(); accepted += 1; running += 1; lock.unlock()
-            Thread { [self] in self.answer(c) }.start()
-        }
-        done.signal()
-    }
-
-    private func answer(_ c: Int32) {
-        defer { close(c); lock.lock(); running -= 1; lock.unlock() }
-        setSocketTimeouts(c, 3)
-        var got: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while got.firstRange(of: Array("\r\n\r\n".utf8)) == nil {
-            let n = chunk.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { return }
-            got += chunk[0..<n]
-            if beforeRequest { break }
-        }
-        lock.lock(); heads.append(String(decoding: got, as: UTF8.self)); lock.unlock()
-        guard sendAll(c, reply) else { return }
-        // Keep reading (and dropping) until linger ends, so the proxy sees an open connection.
-        let until = Date().addingTimeInterval(linger)
-        setSocketTimeouts(c, 0.1)
-        while Date() < until && !isStopping {
-            let n = chunk.withUnsafeMutableBytes { recv(c, $0.baseAddress, $0.count, 0) }
-            if n == 0 { return }
-        }
-    }
-
-    func stop() {
-        lock.lock(); let already = stopping; stopping = true; lock.unlock()
-        if already { return }
-        _ = done.wait(timeout: .now() + 3)
-        close(fd)
-        _ = waitUntil(timeout: linger + 3) { lock.lock(); defer { lock.unlock() }; return running == 0 }
-    }
-}
-
 // MARK: - The suite
 
 final class HostileBackendTests: XCTestCase {
     struct State {
         var server: PorticoServer
-        var backends: [String: ExactBytesBackend]
+        var backends: [String: ScriptedBackend]
     }
 
     static let hints = "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
@@ -236,15 +135,14 @@ final class HostileBackendTests: XCTestCase {
 
     static let shared = SharedFixture<State> { fx in
         let echo = try fx.echo("hostile-ok")
-        var backends: [String: ExactBytesBackend] = [:]
+        var backends: [String: ScriptedBackend] = [:]
         var docs = [Manifest.service("svc-ok", endpoints: [echo.address])]
         var rules: [Manifest.Rule] = [.init(host: "ok.test", [.init("/", "Prefix", "svc-ok")])]
         for (i, script) in scripts.enumerated() {
             // gzip-close closes after its body: an until-close body ends at EOF.
-            let b = try ExactBytesBackend(reply: script.reply, beforeRequest: script.beforeRequest,
-                                        linger: script.host == "gzip-close.test" ? 0 : 1)
+            let b = try fx.scripted(.exact(script.reply, afterFirstBytes: script.beforeRequest,
+                                           linger: script.host == "gzip-close.test" ? 0 : 1))
             backends[script.host] = b
-            liveBackends.append(b)
             docs.append(Manifest.service("svc-h\(i)", endpoints: [b.address]))
             rules.append(.init(host: script.host, [.init("/", "Prefix", "svc-h\(i)")]))
         }
@@ -253,12 +151,8 @@ final class HostileBackendTests: XCTestCase {
         let server = try fx.serve([m], ["--upstream-timeout", "3s", "--upstream-connect-timeout", "1s"])
         return State(server: server, backends: backends)
     }
-    static var liveBackends: [ExactBytesBackend] = []
-
     override class func tearDown() {
         shared.stop()
-        for b in liveBackends { b.stop() }
-        liveBackends = []
         super.tearDown()
     }
 

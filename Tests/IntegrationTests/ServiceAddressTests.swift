@@ -83,4 +83,23 @@ final class ServiceAddressTests: XCTestCase {
         XCTAssertTrue(waitUntil(timeout: 10) { (try? Curl.request("http://\(ip):8080/", maxTime: 2).exitCode) == 7 },
                       "connection refused once the Service is gone")
     }
+
+    /// A TCP connection through a ClusterIP passes a half-close on, both ways: the client's end
+    /// of file reaches the endpoint while the endpoint's answer still flows back, and the
+    /// endpoint's close ends the client's read after the last byte. 4 MiB each way crosses the
+    /// proxy's 16 KiB buffers many times (short writes, EAGAIN, backpressure).
+    func testTunnelPassesHalfCloseOnBothWays() throws {
+        let backend = try fx.scripted(.echoAfterEndOfFile)
+        let ip = clusterIP()
+        let m = try fx.dir.write("svc.yaml", service("halfclose", ip: ip, port: 9000, endpoints: [backend.address]))
+        _ = try fx.serve([m])
+        let payload = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 11) }
+        let c = try RawClient(host: ip, port: 9000, timeout: 15)
+        try c.send(payload)
+        XCTAssertEqual(shutdown(c.fd, Int32(SHUT_WR)), 0)
+        let back = try c.readToEOF()
+        XCTAssertEqual(back.count, payload.count, "the whole answer, sent after the client's end of file")
+        XCTAssertTrue(back == payload, "the bytes come back unchanged and in order")
+        XCTAssertEqual(backend.connections, 1)
+    }
 }

@@ -123,8 +123,7 @@ final class SlowClientTests: XCTestCase {
     func testBackendThatStopsReadingAnUploadKeepsMemoryBoundedAndTimesOut() throws {
         let fx = try Fixture()
         defer { fx.stop() }
-        let sink = try StalledBackend()
-        defer { sink.stop() }
+        let sink = try fx.scripted(.silent)
         let m = try fx.dir.write("stall.yaml", Manifest.join([
             Manifest.service("svc-stall", endpoints: ["127.0.0.1:\(sink.port)"]),
             Manifest.ingress("stall", rules: [.init(host: nil, [.init("/", "Prefix", "svc-stall")])]),
@@ -259,49 +258,4 @@ final class Slowloris: @unchecked Sendable {
 private func zip<A, B>(_ a: A?, _ b: B?) -> (A, B)? {
     guard let a = a, let b = b else { return nil }
     return (a, b)
-}
-
-/// A backend that accepts connections and never reads from them (nor answers).
-final class StalledBackend: @unchecked Sendable {
-    let port: UInt16
-    private let fd: Int32
-    private var held: [Int32] = []
-    private let lock = NSLock()
-    private var stopping = false
-    private let done = DispatchSemaphore(value: 0)
-
-    init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HarnessError("socket: errno \(errno)") }
-        var addr = loopback(port: 0)
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0, listen(fd, 64) == 0 else { Glibc.close(fd); throw HarnessError("bind/listen: errno \(errno)") }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        self.fd = fd
-        port = UInt16(bigEndian: addr.sin_port)
-        var tv = timeval(tv_sec: 0, tv_usec: 200_000)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        Thread.detachNewThread { [self] in
-            while true {
-                lock.lock(); let stop = stopping; lock.unlock()
-                if stop { break }
-                let c = accept(fd, nil, nil)
-                if c >= 0 { lock.lock(); held.append(c); lock.unlock() }
-            }
-            done.signal()
-        }
-    }
-
-    func stop() {
-        lock.lock(); let already = stopping; stopping = true; lock.unlock()
-        if already { return }
-        _ = done.wait(timeout: .now() + 3)
-        lock.lock(); for c in held { Glibc.close(c) }; held = []; lock.unlock()
-        Glibc.close(fd)
-    }
 }

@@ -13,10 +13,10 @@ final class UpstreamFailureTests: XCTestCase {
     static let shared = SharedFixture<State> { fx in
         let echo = try fx.echo("up")
         let closedPort = try freePort()
-        let garbage = try fx.cannedServer(reply: "garbage\r\n\r\n")
+        let garbage = try fx.scripted(.exact(Array("garbage\r\n\r\n".utf8), afterFirstBytes: true, linger: 0))
         // Accepts and closes without a byte: a request written to it is cut off before any
         // response byte (what a pod killed mid-request looks like).
-        let hangup = try fx.cannedServer(reply: "")
+        let hangup = try fx.scripted(.exact([], afterFirstBytes: true, linger: 0))
         let m = try fx.dir.write("upstreams.yaml", Manifest.join([
             Manifest.service("svc-up", endpoints: [echo.address]),
             Manifest.service("svc-empty", endpoints: []),
