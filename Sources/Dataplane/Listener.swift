@@ -5,10 +5,11 @@ import TLS
 import Glibc
 #endif
 
-/// A worker's SO_REUSEPORT listening socket. Accepts until EAGAIN on each edge; when descriptors
-/// run out (EMFILE/ENFILE) or `--max-connections` is reached it stops and retries after a short
-/// timer instead of spinning, and existing connections keep being served. Clients that arrive
-/// meanwhile wait in the kernel's listen queue and are accepted once room is made.
+/// A worker's SO_REUSEPORT listening socket. Accepts until EAGAIN, a few per turn of the loop
+/// (`acceptsPerEvent`); when descriptors run out (EMFILE/ENFILE) or `--max-connections` is
+/// reached it stops and retries after a short timer instead of spinning, and existing
+/// connections keep being served. Clients that arrive meanwhile wait in the kernel's listen
+/// queue and are accepted once room is made.
 final class Listener: Channel {
     unowned(unsafe) let worker: Worker
     /// The TLS context for an https listener (nil: plain HTTP).
@@ -31,15 +32,30 @@ final class Listener: Channel {
         acceptAll()
     }
 
+    /// Connections accepted per readiness event before the loop gets back to the others. A TLS
+    /// handshake costs ~0.2 ms of CPU: accepting a whole queue and starting every handshake
+    /// before answering requests already waiting is what made the handshake row's p99 twice
+    /// nginx's (nginx accepts one per event). The rest of the queue is taken on the next turn
+    /// (the listener is re-armed, so epoll reports it again).
+    static let acceptsPerEvent = 4
+
     func acceptAll() {
         guard !isClosed, !paused else { return }
+        var budget = Listener.acceptsPerEvent
         while true {
+            if budget == 0 {
+                // Edge-triggered: EPOLL_CTL_MOD re-checks readiness and queues an event for
+                // the next epoll_wait if connections are still waiting.
+                worker.loop.modify(self, events: EPOLLIN.rawValue)
+                return
+            }
             if worker.atConnectionLimit { worker.enterConnectionLimit(); pause(); return }
             // Descriptors kept for the upstream side come first: a client accepted with none
             // left could not be proxied anywhere.
             if !worker.hasSpareDescriptors && !worker.refillSpareDescriptors() { pause(); return }
             do {
                 guard let fd = try Socket.accept(self.fd, peer: &peer) else { return }
+                budget -= 1
                 worker.acceptResumed()
                 worker.accepted(fd: fd, peer: &peer, tls: tls)
             } catch let e as SocketError {

@@ -34,6 +34,26 @@ final class ConnectionTests: XCTestCase {
         XCTAssertEqual(lines, ["200 1", "200 0", "200 0"], "one connection for three requests")
     }
 
+    /// Connections queued while the proxy cannot accept (stopped with SIGSTOP) are all taken
+    /// once it runs again, though it accepts only a few per turn of its loop
+    /// (`Listener.acceptsPerEvent`) and no new connection arrives to wake it up.
+    func testABurstOfQueuedConnectionsIsAllAccepted() throws {
+        let st = try Self.shared.get()
+        let pid = st.server.process.pid
+        var clients: [RawClient] = []
+        XCTAssertEqual(kill(pid, SIGSTOP), 0)
+        do {
+            defer { kill(pid, SIGCONT) }
+            for _ in 0..<24 { clients.append(try RawClient(port: st.server.httpPort, timeout: 5)) }
+            for (i, c) in clients.enumerated() { try c.send("GET /burst/\(i) HTTP/1.1\r\nHost: conn.test\r\n\r\n") }
+        }
+        for (i, c) in clients.enumerated() {
+            let r = try c.readResponse()
+            XCTAssertEqual(r.status, 200, "connection \(i)")
+            XCTAssertEqual(try EchoReply(r.body).path, "/burst/\(i)")
+        }
+    }
+
     func testRawKeepAliveSeveralRequestsOnOneConnection() throws {
         let st = try Self.shared.get()
         let c = try RawClient(port: st.server.httpPort)
