@@ -160,6 +160,20 @@ measure() {
   esac
 }
 
+# CPU time (user + system) the process(es) of the proxy under test used during one run, in clock
+# ticks: divided by the requests it gives CPU per request, which, unlike requests/s, barely moves
+# when other work shares the machine.
+proxy_pids() {
+  case $1 in
+    backend*) pgrep -P "$(cat "$D/backend.pid")" ;;
+    nginx*) pgrep -P "$(cat "$D/nginx.pid")" ;;
+    haproxy*) cat "$D/haproxy.pid" ;;
+    portico*) echo "$PPID_PORTICO" ;;
+  esac
+}
+cpu_ticks() { local t=0 v; for p in "$@"; do v=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null); t=$((t + ${v:-0})); done; echo "$t"; }
+TICK=$(getconf CLK_TCK); TSEC=${T%s}
+
 RESULTS="$D/results"; : > "$RESULTS"
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r); T=$T C=$C ROUNDS=$ROUNDS WORKERS=$WORKERS"
 for round in $(seq 1 "$ROUNDS"); do
@@ -168,9 +182,12 @@ for round in $(seq 1 "$ROUNDS"); do
     IFS='|' read -r name url mode <<<"$row"
     for tool in $TOOLS; do
       [ "$tool" = wrk ] || [ "$tool" = portico-load ] || die "unknown tool $tool"
+      pids=$(proxy_pids "$name"); c0=$(cpu_ticks $pids)
       read -r rps p99 flag < <(measure "$tool" "$url" "$mode" "$D/$name.$tool.$round.out")
-      printf 'round %s  %-15s %-13s %12.0f req/s  p99 %8.3f ms  %s\n' "$round" "$name" "$tool" "$rps" "$p99" "$flag"
-      echo "$name $tool $rps $p99" >> "$RESULTS"
+      c1=$(cpu_ticks $pids)
+      cpu=$(awk -v d=$((c1 - c0)) -v k="$TICK" -v r="$rps" -v t="$TSEC" 'BEGIN{ if (r > 0) printf "%.2f", d / k * 1e6 / (r * t); else print 0 }')
+      printf 'round %s  %-15s %-13s %12.0f req/s  p99 %8.3f ms  cpu %6.2f us/req  %s\n' "$round" "$name" "$tool" "$rps" "$p99" "$cpu" "$flag"
+      echo "$name $tool $rps $p99 $cpu" >> "$RESULTS"
     done
   done
 done
@@ -179,23 +196,24 @@ done
 median() { sort -g | awk '{v[NR]=$1} END{if (NR==0) print 0; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 med() { awk -v n="$1" -v t="$2" -v f="$3" '$1==n && $2==t {print $f}' "$RESULTS" | median; }
 echo
-printf '%-13s %-15s %12s %10s\n' tool target "req/s" "p99 ms"
+printf '%-13s %-15s %12s %10s %12s\n' tool target "req/s" "p99 ms" "cpu us/req"
 for tool in $TOOLS; do
   for row in $TARGETS; do
     name=${row%%|*}
-    printf '%-13s %-15s %12.0f %10.3f\n' "$tool" "$name" "$(med "$name" "$tool" 3)" "$(med "$name" "$tool" 4)"
+    printf '%-13s %-15s %12.0f %10.3f %12.2f\n' "$tool" "$name" "$(med "$name" "$tool" 3)" "$(med "$name" "$tool" 4)" "$(med "$name" "$tool" 5)"
   done
 done
 echo
-printf '%-13s %-10s %14s %16s %16s %18s\n' tool row "req/s P/nginx" "req/s P/HAProxy" "p99 P/nginx" "p99 P/HAProxy"
+printf '%-13s %-10s %14s %16s %16s %18s %16s\n' tool row "req/s P/nginx" "req/s P/HAProxy" "p99 P/nginx" "p99 P/HAProxy" "cpu/req P/nginx"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b>0) printf "%.2f", a/b; else printf "n/a" }'; }
 for tool in $TOOLS; do
   for sfx in "" $SUFFIXES; do
     pr=$(med "portico$sfx" "$tool" 3); nr=$(med "nginx$sfx" "$tool" 3); hr=$(med "haproxy$sfx" "$tool" 3)
     pp=$(med "portico$sfx" "$tool" 4); np=$(med "nginx$sfx" "$tool" 4); hp=$(med "haproxy$sfx" "$tool" 4)
+    pc=$(med "portico$sfx" "$tool" 5); nc=$(med "nginx$sfx" "$tool" 5)
     case $sfx in "") label=http ;; -tls) label=https ;; -tls-hs) label=https-hs ;; *) label="http${sfx}" ;; esac
-    printf '%-13s %-10s %14s %16s %16s %18s\n' "$tool" "$label" \
-      "$(ratio "$pr" "$nr")" "$(ratio "$pr" "$hr")" "$(ratio "$pp" "$np")" "$(ratio "$pp" "$hp")"
+    printf '%-13s %-10s %14s %16s %16s %18s %16s\n' "$tool" "$label" \
+      "$(ratio "$pr" "$nr")" "$(ratio "$pr" "$hr")" "$(ratio "$pp" "$np")" "$(ratio "$pp" "$hp")" "$(ratio "$pc" "$nc")"
   done
 done
 
