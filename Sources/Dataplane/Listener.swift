@@ -21,6 +21,7 @@ final class Listener: Channel {
     init(fd: Int32, worker: Worker, tls: TLSServerContext?) {
         self.worker = worker
         self.tls = tls
+        self.acceptsPerEvent = tls == nil ? 16 : 1
         self.retryQueue = worker.loop.timerQueue(nanos: 100_000_000)
         super.init(fd: fd)
     }
@@ -33,15 +34,16 @@ final class Listener: Channel {
     }
 
     /// Connections accepted per readiness event before the loop gets back to the others. A TLS
-    /// handshake costs ~0.2 ms of CPU: accepting a whole queue and starting every handshake
-    /// before answering requests already waiting is what made the handshake row's p99 twice
-    /// nginx's (nginx accepts one per event). The rest of the queue is taken on the next turn
-    /// (the listener is re-armed, so epoll reports it again).
-    static let acceptsPerEvent = 4
+    /// handshake costs ~0.2 ms of CPU, and accepting a whole queue and starting every handshake
+    /// before answering requests already waiting made the handshake row's p99 twice nginx's
+    /// (nginx accepts one per event): an https listener takes one per turn, a plain one 16 (its
+    /// connections cost little, and each turn costs an epoll_ctl and an epoll_wait). The rest of
+    /// the queue is taken on the next turns (the listener is re-armed, so epoll reports it again).
+    let acceptsPerEvent: Int
 
     func acceptAll() {
         guard !isClosed, !paused else { return }
-        var budget = Listener.acceptsPerEvent
+        var budget = acceptsPerEvent
         while true {
             if budget == 0 {
                 // Edge-triggered: EPOLL_CTL_MOD re-checks readiness and queues an event for

@@ -44,7 +44,7 @@ final class ConnectionTests: XCTestCase {
         XCTAssertEqual(kill(pid, SIGSTOP), 0)
         do {
             defer { kill(pid, SIGCONT) }
-            for _ in 0..<24 { clients.append(try RawClient(port: st.server.httpPort, timeout: 5)) }
+            for _ in 0..<48 { clients.append(try RawClient(port: st.server.httpPort, timeout: 5)) }
             for (i, c) in clients.enumerated() { try c.send("GET /burst/\(i) HTTP/1.1\r\nHost: conn.test\r\n\r\n") }
         }
         for (i, c) in clients.enumerated() {
