@@ -157,20 +157,26 @@ LOADPID=$!
 START=$(date +%s)
 stats 0
 ROLLS=0; KILLS=0; APPLIES=0; HUPS=0
+# Each action is due at whole multiples of its period; a slow second (kubectl in stats() on a
+# busy machine) delays it but does not skip it, as testing `T % period` did.
+NEXT_ROLL=$ROLL_EVERY; NEXT_KILL=$KILL_EVERY; NEXT_APPLY=$APPLY_EVERY; NEXT_STATS=$INTERVAL
 while :; do
     sleep 1
     T=$(( $(date +%s) - START ))
     [ "$T" -ge "$TOTAL" ] && break
     kill -0 "$SERVE" 2>/dev/null || { echo "soak.sh: portico serve exited" >&2; tail -30 "$TMP/serve.log" >&2; exit 1; }
-    if [ $(( T % ROLL_EVERY )) -eq 0 ]; then
+    if [ "$T" -ge "$NEXT_ROLL" ]; then
+        NEXT_ROLL=$(( NEXT_ROLL + ROLL_EVERY ))
         ROLLS=$((ROLLS + 1))
         "${K[@]}" set env "deploy/$APP" "SOAK_ROLL=$ROLLS" >/dev/null && echo "${T}s: rolling update $ROLLS"
     fi
-    if [ $(( T % KILL_EVERY )) -eq 0 ]; then
+    if [ "$T" -ge "$NEXT_KILL" ]; then
+        NEXT_KILL=$(( NEXT_KILL + KILL_EVERY ))
         victim=$(pods | shuf -n1 || true)
         if [ -n "$victim" ]; then kill -9 "$victim" 2>/dev/null && KILLS=$((KILLS + 1)) && echo "${T}s: kill -9 pod process $victim"; fi
     fi
-    if [ $(( T % APPLY_EVERY )) -eq 0 ]; then
+    if [ "$T" -ge "$NEXT_APPLY" ]; then
+        NEXT_APPLY=$(( NEXT_APPLY + APPLY_EVERY ))
         APPLIES=$((APPLIES + 1))
         if [ $(( APPLIES % 2 )) -eq 1 ]; then
             ingress "$APPLIES"; echo "${T}s: Ingress manifest rewritten (generation $APPLIES)"
@@ -178,7 +184,7 @@ while :; do
             kill -HUP "$SERVE"; HUPS=$((HUPS + 1)); echo "${T}s: SIGHUP (manifests re-applied)"
         fi
     fi
-    [ $(( T % INTERVAL )) -eq 0 ] && stats "$T"
+    if [ "$T" -ge "$NEXT_STATS" ]; then NEXT_STATS=$(( NEXT_STATS + INTERVAL )); stats "$T"; fi
 done
 wait "$LOADPID" || true
 LOADPID=""
