@@ -6,8 +6,9 @@
 #   - kill -9 of one pod process every KILL_EVERY (the node agent restarts the container),
 #   - the watched Ingress manifest rewritten (new annotation value: re-applied, RouteTable
 #     swapped), or SIGHUP (all manifests re-applied), alternately every APPLY_EVERY.
-# Every INTERVAL it prints the proxy's RSS, open descriptors, zombie children, threads, pod
-# processes and the number of Events in the store; at the end the load report and the failed-request count (errors + non-2xx), and
+# Every INTERVAL it prints the proxy's RSS, its malloc heap in use (portico_heap_bytes from
+# /metrics), open descriptors, zombie children, threads, pod processes and the number of
+# Events in the store; at the end the load report and the failed-request count (errors + non-2xx), and
 # exit 1 if any request failed or a pod process outlived the server.
 #
 #   loadtest/soak.sh                      # 30 minutes
@@ -117,6 +118,7 @@ for _ in $(seq 200); do grep -q 'listening http=' "$TMP/serve.log" && break; sle
 LINE=$(grep -m1 'listening http=' "$TMP/serve.log") || { echo "soak.sh: serve did not start" >&2; cat "$TMP/serve.log" >&2; exit 2; }
 HTTP=$(echo "$LINE" | grep -Eo 'http=[0-9.]+:[0-9]+' | cut -d: -f2)
 API=$(echo "$LINE" | grep -Eo 'api=[0-9.]+:[0-9]+' | cut -d= -f2)
+ADMIN=$(echo "$LINE" | grep -Eo 'admin=[0-9.]+:[0-9]+' | cut -d= -f2)
 K=(kubectl --server "http://$API" --cache-dir "$TMP/kube-cache" --request-timeout 15s)
 export KUBECONFIG="$TMP/no-kubeconfig"
 "${K[@]}" apply -f "$TMP/workload.yaml" >/dev/null
@@ -134,13 +136,16 @@ pods() {  # pids of this soak's pod processes
 }
 zombies() { ps -o stat= --ppid "$SERVE" 2>/dev/null | grep -c '^Z' || true; }
 stats() {
-    local rss fds threads
+    local rss heap fds threads
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$SERVE/status")
+    # The malloc heap in use: a structure that grows shows here; pages the allocator keeps do not.
+    heap=$(curl -s "http://$ADMIN/metrics" | awk '/^portico_heap_bytes / {printf "%d", $2 / 1024}')
     fds=$(ls "/proc/$SERVE/fd" | wc -l)
     threads=$(awk '/Threads/ {print $2}' "/proc/$SERVE/status")
-    # Events are kept an hour (Kubernetes' --event-ttl): the store, and so RSS, grows with them.
-    printf '%6ss  rss %6d KiB  fds %4d  zombies %d  threads %2d  pod processes %d  ready %s  events %s\n' \
-        "$1" "$rss" "$fds" "$(zombies)" "$threads" "$(pods | wc -l)" "$(ready)" \
+    # Events are kept an hour (Kubernetes' --event-ttl) and the store's watch window 5 minutes:
+    # the heap grows with them until then.
+    printf '%6ss  rss %6d KiB  heap %6s KiB  fds %4d  zombies %d  threads %2d  pod processes %d  ready %s  events %s\n' \
+        "$1" "$rss" "${heap:-?}" "$fds" "$(zombies)" "$threads" "$(pods | wc -l)" "$(ready)" \
         "$("${K[@]}" get events -A --no-headers 2>/dev/null | wc -l)"
 }
 
@@ -152,20 +157,26 @@ LOADPID=$!
 START=$(date +%s)
 stats 0
 ROLLS=0; KILLS=0; APPLIES=0; HUPS=0
+# Each action is due at whole multiples of its period; a slow second (kubectl in stats() on a
+# busy machine) delays it but does not skip it, as testing `T % period` did.
+NEXT_ROLL=$ROLL_EVERY; NEXT_KILL=$KILL_EVERY; NEXT_APPLY=$APPLY_EVERY; NEXT_STATS=$INTERVAL
 while :; do
     sleep 1
     T=$(( $(date +%s) - START ))
     [ "$T" -ge "$TOTAL" ] && break
     kill -0 "$SERVE" 2>/dev/null || { echo "soak.sh: portico serve exited" >&2; tail -30 "$TMP/serve.log" >&2; exit 1; }
-    if [ $(( T % ROLL_EVERY )) -eq 0 ]; then
+    if [ "$T" -ge "$NEXT_ROLL" ]; then
+        NEXT_ROLL=$(( NEXT_ROLL + ROLL_EVERY ))
         ROLLS=$((ROLLS + 1))
         "${K[@]}" set env "deploy/$APP" "SOAK_ROLL=$ROLLS" >/dev/null && echo "${T}s: rolling update $ROLLS"
     fi
-    if [ $(( T % KILL_EVERY )) -eq 0 ]; then
+    if [ "$T" -ge "$NEXT_KILL" ]; then
+        NEXT_KILL=$(( NEXT_KILL + KILL_EVERY ))
         victim=$(pods | shuf -n1 || true)
         if [ -n "$victim" ]; then kill -9 "$victim" 2>/dev/null && KILLS=$((KILLS + 1)) && echo "${T}s: kill -9 pod process $victim"; fi
     fi
-    if [ $(( T % APPLY_EVERY )) -eq 0 ]; then
+    if [ "$T" -ge "$NEXT_APPLY" ]; then
+        NEXT_APPLY=$(( NEXT_APPLY + APPLY_EVERY ))
         APPLIES=$((APPLIES + 1))
         if [ $(( APPLIES % 2 )) -eq 1 ]; then
             ingress "$APPLIES"; echo "${T}s: Ingress manifest rewritten (generation $APPLIES)"
@@ -173,7 +184,7 @@ while :; do
             kill -HUP "$SERVE"; HUPS=$((HUPS + 1)); echo "${T}s: SIGHUP (manifests re-applied)"
         fi
     fi
-    [ $(( T % INTERVAL )) -eq 0 ] && stats "$T"
+    if [ "$T" -ge "$NEXT_STATS" ]; then NEXT_STATS=$(( NEXT_STATS + INTERVAL )); stats "$T"; fi
 done
 wait "$LOADPID" || true
 LOADPID=""

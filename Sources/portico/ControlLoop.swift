@@ -157,6 +157,14 @@ final class ControlLoop {
         log.info("reloaded (\(reason)): \(table.ingresses.count) ingress(es), \(table.backends.count) backend(s), generation \(generation)")
     }
 
+    /// Process-wide gauges appended to the proxy's metrics: the malloc heap in use, which tells
+    /// a growing structure (it grows) from pages the allocator keeps (RSS grows, it does not).
+    static func processMetrics() -> String {
+        "# HELP portico_heap_bytes Bytes allocated from the heap and not freed (glibc mallinfo2: uordblks + hblkhd).\n"
+            + "# TYPE portico_heap_bytes gauge\n"
+            + "portico_heap_bytes \(portico_heap_bytes())\n"
+    }
+
     /// When set, admin requests must carry `Authorization: Bearer <token>`.
     var adminToken: [UInt8]?
 
@@ -170,7 +178,7 @@ final class ControlLoop {
         case "/readyz":
             return .now(draining ? .text(503, "draining\n") : .text(200, "ready\n"))
         case "/metrics":
-            let text = proxy.snapshot().prometheusText()
+            let text = proxy.snapshot().prometheusText() + ControlLoop.processMetrics()
             return .now(.text(200, text, contentType: "text/plain; version=0.0.4; charset=utf-8"))
         case "/routes":
             return .now(.text(200, proxy.routeTable.jsonDescription(), contentType: "application/json"))

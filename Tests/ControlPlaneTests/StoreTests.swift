@@ -1,3 +1,4 @@
+import CSystem
 import Foundation
 import XCTest
 import Objects
@@ -283,6 +284,42 @@ final class StoreTests: XCTestCase {
         var replayed: [String] = []
         _ = try store.watch(.configMaps, fromResourceVersion: String(middle)) { replayed.append($0.object.name) }
         XCTAssertEqual(replayed, ["new"])
+    }
+
+    /// An event dropped from the window lets go of its object at once. It used to stay in the
+    /// array until half of it was dropped events, so up to the window's worth of old object
+    /// versions again stayed in memory (the soak's RSS grew for twice the max age).
+    func testEventsDroppedFromTheWindowReleaseTheirObjectsAtOnce() throws {
+        store.close()
+        store = try Store(directory: dir, windowCapacity: 10_000, windowMaxAge: 2)
+        let versions = 40, size = 256 << 10
+        let heapBefore = Int(portico_heap_bytes())
+        // Old versions of one big ConfigMap: 10 MiB held by the window only.
+        var big = try store.create(.configMaps, Self.configMap("big"))
+        for i in 0..<versions {
+            big["data"] = .object(["k": .string(String(repeating: Character(String(i % 10)), count: size))])
+            big = try store.update(.configMaps, big)
+        }
+        let bigWritten = DispatchTime.now().uptimeNanoseconds
+        Thread.sleep(forTimeInterval: 1.0)
+        // Younger events, more of them than the old ones: the array is not compacted when the old ones go.
+        let young = store.revision
+        for i in 0..<(versions + 10) { try store.create(.configMaps, Self.configMap("small\(i)")) }
+        let youngWritten = DispatchTime.now().uptimeNanoseconds
+        XCTAssertLessThan(youngWritten - bigWritten, 1_700_000_000, "the young events were written too slowly for the test's timing")
+        let wake = bigWritten + 2_200_000_000
+        let now = DispatchTime.now().uptimeNanoseconds
+        if wake > now { Thread.sleep(forTimeInterval: Double(wake - now) / 1e9) }
+        try store.create(.configMaps, Self.configMap("trigger"))
+        XCTAssertThrowsError(try store.watch(.configMaps, fromResourceVersion: String(young - 1)) { _ in }) {
+            XCTAssertEqual(($0 as? StoreError)?.code, 410, "the big versions are out of the window")
+        }
+        var replayed = 0
+        _ = try store.watch(.configMaps, fromResourceVersion: String(young)) { _ in replayed += 1 }
+        XCTAssertEqual(replayed, versions + 11, "the young events are still in the window")
+        let held = Int(portico_heap_bytes()) - heapBefore
+        // The current version (256 KiB) and SQLite's page cache (at most 2 MiB) stay; 10 MiB must not.
+        XCTAssertLessThan(held, 4 << 20, "\(held) bytes still held after \(versions) versions of \(size) bytes left the window")
     }
 
     func testReopenedStoreHasEveryObjectAndTheSameRevision() throws {

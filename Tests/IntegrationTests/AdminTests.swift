@@ -40,6 +40,18 @@ final class AdminTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(total, 2, "both requests counted")
     }
 
+    /// The heap in use (what a growing structure shows in, unlike pages the allocator keeps) is a
+    /// gauge: more than the program's static data, less than what the process holds in memory.
+    func testMetricsReportTheHeapInUse() throws {
+        let st = try Self.shared.get()
+        let heap = try XCTUnwrap(try st.server.metric("portico_heap_bytes"), "portico_heap_bytes in /metrics")
+        let status = try String(contentsOfFile: "/proc/\(st.server.process.pid)/status", encoding: .utf8)
+        let rssKiB = try XCTUnwrap(status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
+            .flatMap { $0.split(separator: " ").dropFirst().first.flatMap { Double($0) } })
+        XCTAssertGreaterThan(heap, 64 * 1024)
+        XCTAssertLessThan(heap, rssKiB * 1024, "the heap in use is part of the resident set")
+    }
+
     func testRoutesIsJSONNamingTheIngress() throws {
         let st = try Self.shared.get()
         let r = try Curl.run([st.server.adminBase + "/routes"])

@@ -35,6 +35,14 @@ static inline uint64_t portico_counter_load(const uint64_t *p) { return __atomic
 /// Returns freed heap pages to the kernel (glibc).
 static inline int portico_malloc_trim(void) { return malloc_trim(0); }
 
+/// Bytes the program holds from malloc (glibc mallinfo2: in-use arena chunks plus mmapped
+/// blocks), all threads: unlike RSS it does not count pages freed but not yet returned. It
+/// locks and walks each arena in turn: for scrapes, never the request path.
+static inline uint64_t portico_heap_bytes(void) {
+    struct mallinfo2 m = mallinfo2();
+    return (uint64_t)m.uordblks + (uint64_t)m.hblkhd;
+}
+
 /// Monotonic clock in nanoseconds.
 static inline uint64_t portico_now_ns(void) {
     struct timespec ts;

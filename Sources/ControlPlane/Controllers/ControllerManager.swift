@@ -231,6 +231,7 @@ public final class ControllerManager {
             guard let t = (e["lastTimestamp"]?.stringValue).flatMap(ObjectFields.parseTime), t < cutoff else { continue }
             _ = try? store.delete(.events, namespace: e.namespace, name: e.name)
         }
+        events.forgetMissing()
     }
 
     /// `service` with a ClusterIP (when `spec.clusterIP` is empty) and nodePorts (NodePort and

@@ -6,8 +6,10 @@ import Objects
 /// client-go's event correlator does).
 final class EventRecorder {
     let store: Store
-    /// Correlation key → Event name, for the events this process wrote.
-    private var recent: [String: String] = [:]
+    /// Correlation key → Event name, for the events this process wrote (at most
+    /// `maxCorrelated`, as client-go's LRU of 4096, and only Events that still exist).
+    private var recent: [String: (namespace: String, name: String)] = [:]
+    static let maxCorrelated = 4096
 
     init(store: Store) { self.store = store }
 
@@ -16,7 +18,7 @@ final class EventRecorder {
         let kind = involved["kind"]?.stringValue ?? ""
         let key = [ns, kind, involved.name, involved.uid, type, reason, message, component].joined(separator: "\u{1}")
         let now = ObjectFields.now()
-        if let name = recent[key], var e = try? store.get(.events, namespace: ns, name: name) {
+        if let name = recent[key]?.name, var e = try? store.get(.events, namespace: ns, name: name) {
             e["count"] = .int((e["count"]?.intValue ?? 1) + 1)
             e["lastTimestamp"] = .string(now)
             if (try? store.update(.events, e)) != nil { return }
@@ -35,8 +37,20 @@ final class EventRecorder {
             "reportingComponent": .string(component), "reportingInstance": .string("portico"),
         ])
         if (try? store.create(.events, event)) != nil {
-            if recent.count > 4096 { recent.removeAll() }
-            recent[key] = name
+            if recent.count >= Self.maxCorrelated { recent.removeAll() }
+            recent[key] = (ns, name)
         }
+    }
+
+    /// How many Events the recorder can still bump instead of writing new ones.
+    var correlatedCount: Int { recent.count }
+
+    /// Forgets the Events that are gone (expired after `--event-ttl`, or deleted): each rolling
+    /// update adds a few dozen keys naming new pods, a few hundred bytes each, which otherwise
+    /// stayed until 4096 of them piled up.
+    func forgetMissing() {
+        guard !recent.isEmpty else { return }
+        let existing = Set(((try? store.list(.events).items) ?? []).map { $0.namespace + "/" + $0.name })
+        recent = recent.filter { existing.contains($0.value.namespace + "/" + $0.value.name) }
     }
 }

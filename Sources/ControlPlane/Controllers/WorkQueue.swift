@@ -1,3 +1,4 @@
+import CSystem
 import Reactor
 
 /// Keys waiting for a controller's `sync`, deduplicated (a key queued twice is synced once),
@@ -18,6 +19,8 @@ final class WorkQueue {
     private var head = 0
     private var queued = Set<Item>()
     private var failures: [Item: Int] = [:]
+    /// Items waiting in `add(after:)`, by the deadline of their timer (monotonic nanoseconds).
+    private var waiting: [Item: UInt64] = [:]
     private var drainScheduled = false
     private(set) var stopped = false
     /// Runs one item; returns nil when done, or seconds after which to look again; throws to retry with back-off.
@@ -35,11 +38,23 @@ final class WorkQueue {
         scheduleDrain()
     }
 
+    /// Queues `item` after `seconds`, unless it already waits to be queued sooner (as client-go's
+    /// delaying queue keeps the earliest time): a Deployment requeued for its progress deadline
+    /// on every sync otherwise left a timer per sync, each living up to 10 minutes.
     func add(after seconds: Double, _ item: Item) {
-        timers.after(seconds) { [weak self] in self?.add(item) }
+        guard !stopped else { return }
+        let deadline = portico_now_ns() &+ UInt64(max(0, seconds) * 1e9)
+        if let at = waiting[item], at <= deadline { return }
+        waiting[item] = deadline
+        timers.after(seconds) { [weak self] in
+            // A timer replaced by an earlier one does nothing.
+            guard let self, self.waiting[item] == deadline else { return }
+            self.waiting[item] = nil
+            self.add(item)
+        }
     }
 
-    func stop() { stopped = true; pending = []; head = 0; queued = [] }
+    func stop() { stopped = true; pending = []; head = 0; queued = []; waiting = [:] }
 
     var isEmpty: Bool { head >= pending.count }
 

@@ -23,6 +23,8 @@ final class AgentTimers: Channel {
     }
 
     private var heap: [Entry] = []
+    /// Entries waiting, cancelled ones included until their deadline (for tests).
+    var count: Int { heap.count }
     private var seq: UInt64 = 0
     private var armedAt: UInt64 = 0
 

@@ -50,7 +50,9 @@ public final class Store {
     /// groupResource → "namespace/name" → object.
     private var objects: [String: [String: JSONValue]] = [:]
     private var currentRevision: Int64
-    private var window: [WatchEvent] = []
+    /// Events from `windowHead` on; the slots before it are nil (dropped events let go of their
+    /// object at once, not when the array is next compacted).
+    private var window: [WatchEvent?] = []
     /// When each event of `window` was recorded (monotonic nanoseconds).
     private var windowTimes: [UInt64] = []
     private var windowHead = 0
@@ -336,7 +338,7 @@ public final class Store {
         type.namespaced ? "\(namespace)/\(name)" : "/\(name)"
     }
 
-    private func windowEvents() -> [WatchEvent] { Array(window[windowHead...]) }
+    private func windowEvents() -> [WatchEvent] { window[windowHead...].compactMap { $0 } }
 
     /// Checks the object's shape and sets apiVersion, kind and namespace.
     private func prepare(_ type: ResourceType, _ object: JSONValue, namespace: String?) throws -> JSONValue {
@@ -429,13 +431,16 @@ public final class Store {
     }
 
     /// Drops events beyond `windowCapacity` or older than `windowMaxAge` from the front; the
-    /// array is compacted once at least half of it is dropped events.
+    /// array is compacted once at least half of it is dropped (empty) slots.
     private func trimWindow() {
         let now = DispatchTime.now().uptimeNanoseconds
         let maxAge = UInt64(max(0, windowMaxAge) * 1e9)
         while windowHead < window.count
                 && (window.count - windowHead > windowCapacity || now &- windowTimes[windowHead] > maxAge) {
-            windowStart = window[windowHead].revision
+            windowStart = window[windowHead]!.revision
+            // Its slot stays until the next compaction; the object it held goes now, or up to
+            // as many dropped events again as the window holds would stay in memory.
+            window[windowHead] = nil
             windowHead += 1
         }
         if windowHead > 0 && windowHead >= window.count - windowHead {
