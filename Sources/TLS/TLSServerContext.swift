@@ -13,9 +13,9 @@ import Glibc
 /// `SSL_CTX` has its own session id context (the SHA-256 of its leaf certificate), so a session
 /// resumes only on a connection served the same certificate, never across certificates.
 ///
-/// Settings: TLS 1.2 and 1.3 only, Mozilla's intermediate ciphers, groups X25519 and P-256,
-/// ALPN `http/1.1`, tickets with keys rotated every 12 hours, a session cache for TLS 1.2
-/// clients without tickets.
+/// Settings: TLS 1.2 and 1.3 only, Mozilla's intermediate ciphers in the server's order
+/// (ChaCha20 for clients that list it first), groups X25519 and P-256, ALPN `http/1.1`, tickets
+/// with keys rotated every 12 hours, a session cache for TLS 1.2 clients without tickets.
 public final class TLSServerContext: @unchecked Sendable {
     /// Mozilla's intermediate profile for TLS 1.2 without the DHE suites (no FFDHE groups are
     /// offered); TLS 1.3 uses OpenSSL's default suites, which are the same as Mozilla's.
@@ -220,7 +220,7 @@ public final class TLSServerContext: @unchecked Sendable {
         }
         guard portico_SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) == 1,
               portico_SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) == 1 else { throw fail("setting protocol versions") }
-        SSL_CTX_set_options(ctx, portico_default_options())
+        SSL_CTX_set_options(ctx, portico_default_options() | portico_server_cipher_preference())
         guard SSL_CTX_set_cipher_list(ctx, cipherList) == 1 else { throw fail("setting the cipher list") }
         guard portico_SSL_CTX_set1_groups_list(ctx, groups) == 1 else { throw fail("setting the groups") }
         portico_SSL_CTX_set_mode(ctx, portico_nonblocking_modes())

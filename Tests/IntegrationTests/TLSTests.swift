@@ -157,6 +157,20 @@ final class TLSTests: XCTestCase {
         XCTAssertTrue(t13.output.contains("New, TLSv1.3"), t13.output)
     }
 
+    /// The server's cipher order decides (testssl.sh rates a client-chosen order HIGH), except
+    /// that a client listing ChaCha20 first (no AES hardware) gets it.
+    func testServerCipherOrderWithChaChaForClientsThatPreferIt() throws {
+        let st = try Self.shared.get()
+        let aes256First = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+        let r = try handshake(st, "shop.test", ["-tls1_2", "-cipher", aes256First])
+        XCTAssertTrue(r.output.contains("-AES128-GCM-SHA256"), "the server's first choice\n\(r.output)")
+        let chacha = "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:" + aes256First
+        let c = try handshake(st, "shop.test", ["-tls1_2", "-cipher", chacha])
+        XCTAssertTrue(c.output.contains("-CHACHA20-POLY1305"), "ChaCha20 for a client that lists it first\n\(c.output)")
+        let c13 = try handshake(st, "shop.test", ["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384"])
+        XCTAssertTrue(c13.output.contains("TLS_CHACHA20_POLY1305_SHA256"), c13.output)
+    }
+
     func testALPNSelectsHTTP11() throws {
         let st = try Self.shared.get()
         let r = try handshake(st, "shop.test", ["-alpn", "http/1.1"])
