@@ -290,19 +290,7 @@ extension NodeAgent {
             guard fd >= 0 else { continue }
             remaining += 1
             log.info("pod \(record.namespace)/\(record.name) container \(name): killing leftover pid \(c.pid)")
-            let pid = c.pid
-            let w = ProcessWatch(pid: pid, pidfd: fd) { [weak self] w in
-                _ = ChildProcess.reapContainer(w.pid)
-                self?.orphanWatches[w.pid] = nil
-                one()
-            }
-            orphanWatches[pid] = w
-            loop.register(w, events: EPOLLIN.rawValue, edgeTriggered: false)
-            if kill(-pid, SIGTERM) != 0 { _ = kill(pid, SIGTERM) }
-            timers.after(gracePeriod) { [weak w] in
-                guard w != nil else { return }
-                if kill(-pid, SIGKILL) != 0 { _ = kill(pid, SIGKILL) }
-            }
+            terminateOrphan(c.pid, pidfd: fd, group: true, gracePeriod: gracePeriod, gone: one)
         }
         ips.release(record.podIP)
         one()

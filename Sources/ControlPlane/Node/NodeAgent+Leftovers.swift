@@ -94,20 +94,26 @@ extension NodeAgent {
             remaining += 1
             let what = p.execProbe ? "an exec probe" : "container \(p.container.isEmpty ? "?" : p.container)"
             log.info("pod \(pod): killing pid \(p.pid) (\(what)) left running by an earlier agent without a record")
-            let pid = p.pid, leader = p.group == p.pid
-            let w = ProcessWatch(pid: pid, pidfd: fd) { [weak self] w in
-                _ = ChildProcess.reapContainer(w.pid)
-                self?.orphanWatches[w.pid] = nil
-                one()
-            }
-            orphanWatches[pid] = w
-            loop.register(w, events: EPOLLIN.rawValue, edgeTriggered: false)
-            if !leader || kill(-pid, SIGTERM) != 0 { _ = kill(pid, SIGTERM) }
-            timers.after(gracePeriod) { [weak w] in
-                guard w != nil else { return }
-                if !leader || kill(-pid, SIGKILL) != 0 { _ = kill(pid, SIGKILL) }
-            }
+            terminateOrphan(p.pid, pidfd: fd, group: p.group == p.pid, gracePeriod: gracePeriod, gone: one)
         }
         one()
+    }
+
+    /// Stops a process that is not this agent's child: watched through its pidfd (`fd`, owned
+    /// from here on), SIGTERM to its process group when `group` (else to it alone), SIGKILL after
+    /// `gracePeriod` if it is still there; `gone` once it has exited.
+    func terminateOrphan(_ pid: pid_t, pidfd fd: Int32, group: Bool, gracePeriod: Double, gone: @escaping () -> Void) {
+        let w = ProcessWatch(pid: pid, pidfd: fd) { [weak self] w in
+            _ = ChildProcess.reapContainer(w.pid)
+            self?.orphanWatches[w.pid] = nil
+            gone()
+        }
+        orphanWatches[pid] = w
+        loop.register(w, events: EPOLLIN.rawValue, edgeTriggered: false)
+        if !group || kill(-pid, SIGTERM) != 0 { _ = kill(pid, SIGTERM) }
+        timers.after(gracePeriod) { [weak w] in
+            guard w != nil else { return }
+            if !group || kill(-pid, SIGKILL) != 0 { _ = kill(pid, SIGKILL) }
+        }
     }
 }
