@@ -52,13 +52,7 @@ final class ControllerHarness {
     func stopManager() { onLoop { self.manager.stop() } }
 
     @discardableResult
-    func onLoop<T>(_ body: @escaping () -> T) -> T {
-        let latch = Latch(count: 1)
-        var out: T?
-        loop.execute { out = body(); latch.countDown() }
-        latch.wait()
-        return out!
-    }
+    func onLoop<T>(_ body: @escaping () -> T) -> T { loop.runAndWait(body) }
 
     /// Polls `condition` until it holds or `timeout` (≤ 15 s) passes.
     @discardableResult
@@ -147,4 +141,16 @@ func deploymentJSON(_ name: String, replicas: Int, script: String = "exec sleep 
 
 func jsonString(_ s: String) -> String {
     String(decoding: try! JSONEncoder().encode(s), as: UTF8.self)
+}
+
+extension EventLoop {
+    /// Runs `body` on this loop's thread and returns its result (test helper).
+    @discardableResult
+    func runAndWait<T>(_ body: @escaping () -> T) -> T {
+        let latch = Latch(count: 1)
+        var out: T?
+        execute { out = body(); latch.countDown() }
+        latch.wait()
+        return out!
+    }
 }

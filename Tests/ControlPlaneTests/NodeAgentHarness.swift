@@ -85,13 +85,7 @@ final class NodeAgentHarness {
 
     /// Runs `body` on the loop thread and returns its result.
     @discardableResult
-    func onLoop<T>(_ body: @escaping () -> T) -> T {
-        let latch = Latch(count: 1)
-        var out: T?
-        loop.execute { out = body(); latch.countDown() }
-        latch.wait()
-        return out!
-    }
+    func onLoop<T>(_ body: @escaping () -> T) -> T { loop.runAndWait(body) }
 
     /// Polls `condition` on the loop until it holds or `timeout` (≤ 10 s) passes.
     @discardableResult

@@ -19,13 +19,7 @@ final class WorkQueueTests: XCTestCase {
             loop.execute { loop.stop() }
             thread.join()
         }
-        func onLoop<T>(_ body: @escaping () -> T) -> T {
-            let latch = Latch(count: 1)
-            var out: T?
-            loop.execute { out = body(); latch.countDown() }
-            latch.wait()
-            return out!
-        }
+        func onLoop<T>(_ body: @escaping () -> T) -> T { loop.runAndWait(body) }
         let a = WorkQueue.Item(controller: "deployment", key: "default/a")
         let b = WorkQueue.Item(controller: "deployment", key: "default/b")
 
