@@ -13,9 +13,10 @@ import Glibc
 /// `SSL_CTX` has its own session id context (the SHA-256 of its leaf certificate), so a session
 /// resumes only on a connection served the same certificate, never across certificates.
 ///
-/// Settings: TLS 1.2 and 1.3 only, Mozilla's intermediate ciphers in the server's order
-/// (ChaCha20 for clients that list it first), groups X25519 and P-256, ALPN `http/1.1`, tickets
-/// with keys rotated every 12 hours, a session cache for TLS 1.2 clients without tickets.
+/// Settings: TLS 1.2 and 1.3 (or one of them: `protocols`, as nginx's `ssl_protocols`),
+/// Mozilla's intermediate ciphers in the server's order (ChaCha20 for clients that list it
+/// first), groups X25519 and P-256, ALPN `http/1.1`, tickets with keys rotated every 12 hours,
+/// a session cache for TLS 1.2 clients without tickets.
 public final class TLSServerContext: @unchecked Sendable {
     /// Mozilla's intermediate profile for TLS 1.2 without the DHE suites (no FFDHE groups are
     /// offered); TLS 1.3 uses OpenSSL's default suites, which are the same as Mozilla's.
@@ -28,6 +29,8 @@ public final class TLSServerContext: @unchecked Sendable {
     /// The SSL_CTX every connection is created from (default certificate).
     let baseContext: OpaquePointer
     let ticketKeys: TicketKeys
+    /// The versions every context accepts.
+    public let protocols: TLSProtocols
     /// Subject CN of the default certificate.
     public let defaultSubject: String
 
@@ -37,8 +40,10 @@ public final class TLSServerContext: @unchecked Sendable {
     /// `defaultCertificate` nil: a self-signed ECDSA P-256 certificate is generated (with a
     /// warning through `warn`), as ingress controllers do. Throws when the default certificate
     /// cannot be used or OpenSSL cannot make a context.
-    public init(defaultCertificate: CertificateSource?, warn: @escaping (String) -> Void) throws {
+    public init(defaultCertificate: CertificateSource?, protocols: TLSProtocols = .all,
+                warn: @escaping (String) -> Void) throws {
         pthread_mutex_init(mutex, nil)
+        self.protocols = protocols
         let certificate: PEMCertificate
         if let source = defaultCertificate {
             switch PEMCertificate.load(certPEM: source.certPEM, keyPEM: source.keyPEM) {
@@ -59,7 +64,7 @@ public final class TLSServerContext: @unchecked Sendable {
         defaultSubject = certificate.subjectCommonName
         do {
             ticketKeys = try TicketKeys(rotationInterval: TLSServerContext.ticketKeyRotation)
-            baseContext = try TLSServerContext.makeContext(certificate)
+            baseContext = try TLSServerContext.makeContext(certificate, protocols: protocols)
         } catch {
             pthread_mutex_destroy(mutex); mutex.deallocate()
             throw error
@@ -112,7 +117,7 @@ public final class TLSServerContext: @unchecked Sendable {
                 }
                 if let w = certificate.warning { problems.append(TLSProblem(secret: source.name, message: w, isWarning: true)) }
                 do {
-                    context = ContextBox(try TLSServerContext.makeContext(certificate), subject: certificate.subjectCommonName)
+                    context = ContextBox(try TLSServerContext.makeContext(certificate, protocols: protocols), subject: certificate.subjectCommonName)
                 } catch {
                     problems.append(TLSProblem(secret: source.name, message: "\(error)"))
                     continue
@@ -207,8 +212,10 @@ public final class TLSServerContext: @unchecked Sendable {
         return out
     }
 
-    /// A server SSL_CTX with Portico's settings and `certificate` (leaf, chain and key).
-    static func makeContext(_ certificate: PEMCertificate) throws -> OpaquePointer {
+    /// A server SSL_CTX with Portico's settings and `certificate` (leaf, chain and key). The
+    /// versions of the base context are the ones that count (an SSL keeps them when the
+    /// ClientHello callback moves it to a certificate's context); every context gets the same.
+    static func makeContext(_ certificate: PEMCertificate, protocols: TLSProtocols) throws -> OpaquePointer {
         OpenSSLErrors.clear()
         guard let ctx = SSL_CTX_new(TLS_server_method()) else {
             throw TLSError("SSL_CTX_new failed: \(OpenSSLErrors.drain())")
@@ -218,8 +225,8 @@ public final class TLSServerContext: @unchecked Sendable {
             SSL_CTX_free(ctx)
             return TLSError(reason.isEmpty ? what : "\(what): \(reason)")
         }
-        guard portico_SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) == 1,
-              portico_SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) == 1 else { throw fail("setting protocol versions") }
+        guard portico_SSL_CTX_set_min_proto_version(ctx, protocols.minVersion) == 1,
+              portico_SSL_CTX_set_max_proto_version(ctx, protocols.maxVersion) == 1 else { throw fail("setting protocol versions") }
         SSL_CTX_set_options(ctx, portico_default_options() | portico_server_cipher_preference())
         guard SSL_CTX_set_cipher_list(ctx, cipherList) == 1 else { throw fail("setting the cipher list") }
         guard portico_SSL_CTX_set1_groups_list(ctx, groups) == 1 else { throw fail("setting the groups") }

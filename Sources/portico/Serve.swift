@@ -40,6 +40,9 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("default-key"), help: "PEM private key of --default-cert.")
     var defaultKey: String?
 
+    @Option(name: .customLong("tls-protocols"), help: "TLS versions the HTTPS listener accepts, as nginx's ssl_protocols: 'TLSv1.2 TLSv1.3', 'TLSv1.3' or 'TLSv1.2'.")
+    var tlsProtocols: String = "TLSv1.2 TLSv1.3"
+
     @Option(help: "Address of the Kubernetes API server (kubectl --server http://ADDR).")
     var api: String = "127.0.0.1:8001"
 
@@ -117,6 +120,7 @@ struct Serve: ParsableCommand {
         if SocketAddress(parsing: http) == nil { throw ValidationError("--http: '\(http)' is not an IP:PORT address") }
         if https != "off" && SocketAddress(parsing: https) == nil { throw ValidationError("--https: '\(https)' is not an IP:PORT address (or 'off')") }
         if (defaultCert == nil) != (defaultKey == nil) { throw ValidationError("--default-cert and --default-key go together") }
+        do { _ = try TLSProtocols(parsing: tlsProtocols) } catch { throw ValidationError("--tls-protocols: \(error)") }
         if SocketAddress(parsing: api) == nil { throw ValidationError("--api: '\(api)' is not an IP:PORT address") }
         if tokenFile == nil {
             for (flag, value) in [("--api", api), ("--admin", admin)] {
@@ -222,7 +226,8 @@ struct Serve: ParsableCommand {
                     guard let key = readFile(keyPath) else { throw ValidationError("--default-key: cannot read '\(keyPath)'") }
                     fallback = CertificateSource(name: "--default-cert", hosts: [], certPEM: cert, keyPEM: key)
                 }
-                let ctx = try TLSServerContext(defaultCertificate: fallback) { warning in Log("tls").warning(warning) }
+                let protocols = try TLSProtocols(parsing: tlsProtocols)  // checked in validate()
+                let ctx = try TLSServerContext(defaultCertificate: fallback, protocols: protocols) { warning in Log("tls").warning(warning) }
                 source.reportTLS(ctx.update(initial.certificates))
                 tlsContext = ctx
             } catch let e as ValidationError {

@@ -1,6 +1,7 @@
 // Certificates change live: a rewritten Secret is served to new handshakes right after the reload
 // while a keep-alive TLS connection opened before keeps answering; a Secret broken at reload is
-// logged and leaves the other hosts served. Also: the generated self-signed default certificate.
+// logged and leaves the other hosts served. Also: the generated self-signed default certificate,
+// --https off and --tls-protocols.
 
 import Foundation
 import Glibc
@@ -92,6 +93,40 @@ final class TLSRotationTests: XCTestCase {
         let r = try RawClient.exchange(port: server.httpPort, "GET /x HTTP/1.1\r\nHost: shop.test\r\n\r\n")
         XCTAssertEqual(r.status, 200, "no https listener to redirect to\n\(r.rawHead)")
         XCTAssertNil(r.header("strict-transport-security"))
+    }
+
+    /// `--tls-protocols` (nginx's ssl_protocols) reaches the listener for every certificate, and
+    /// a version Portico does not speak stops the start with a message naming the flag.
+    func testTLSProtocolsFlagLimitsTheVersions() throws {
+        let certs = try certificates()
+        let echo = try fx.echo("proto")
+        let m = try fx.dir.write("proto.yaml", Manifest.join([
+            Manifest.service("svc-proto", endpoints: [echo.address]),
+            TLSManifest.secret("shop-tls", cert: try certs.text("shop.crt"), key: try certs.text("shop.key")),
+            TLSManifest.ingress("shop", host: "shop.test", paths: [.init("/", "Prefix", "svc-proto")], secret: "shop-tls"),
+        ]))
+        let server = try fx.serve([m], ["--tls-protocols", "TLSv1.3"])
+        servers.append(server)
+        let port = try server.httpsPort()
+        for name in ["shop.test", "unknown.test"] {
+            let old = try SClient.connect(port: port, serverName: name, extra: ["-tls1_2"])
+            XCTAssertFalse(old.handshakeDone, "TLS 1.2 refused for \(name)\n\(old.output)")
+            XCTAssertTrue(old.output.contains("protocol version") || old.output.contains("unsupported protocol"), old.output)
+            let new = try SClient.connect(port: port, serverName: name)
+            XCTAssertTrue(new.output.contains("New, TLSv1.3"), new.output)
+        }
+
+        let bad = try ManagedProcess(name: "serve-bad-protocols", executable: Binary.path,
+                                     arguments: ["serve", "-f", m, "--http", "127.0.0.1:0", "--https", "127.0.0.1:0",
+                                                 "--admin", "127.0.0.1:0", "--api", "127.0.0.1:0",
+                                                 "--data", fx.dir.file("data-bad-protocols"),
+                                                 "--tls-protocols", "TLSv1.1 TLSv1.2"],
+                                     logDir: fx.dir)
+        let status = bad.waitForExit(timeout: 10)
+        if status == nil { bad.stop() }
+        XCTAssertNotNil(status, "exits instead of serving with --tls-protocols TLSv1.1")
+        XCTAssertNotEqual(status ?? 0, 0, bad.stderr)
+        XCTAssertEqual(lines(bad.stderr, containing: ["--tls-protocols", "'TLSv1.1' is not supported"]).count, 1, bad.stderr)
     }
 
     func testRotationServesTheNewCertificateAndKeepsOpenConnections() throws {
