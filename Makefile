@@ -9,7 +9,7 @@ RELEASE_BIN   := .build/release/portico
 FUZZ_SECONDS  ?= 60
 ANCHORS       ?= ../shared/bench/anchors.sh
 
-.PHONY: run test fuzz bench build release
+.PHONY: run test fuzz bench floor build release
 
 run:
 	@bash scripts/install-deps.sh $(RUN_PACKAGES)
@@ -36,3 +36,9 @@ bench: release
 	@bash scripts/install-deps.sh nginx-light haproxy wrk
 	swift build -c release --product portico-load
 	bash loadtest/bench.sh
+
+# The ceiling for any proxy here: nginx, HAProxy and Portico beside byte relays that do no HTTP
+# work (epoll and io_uring), same backends and wrk load; see loadtest/floor.sh.
+floor: release
+	@bash scripts/install-deps.sh nginx-light haproxy wrk gcc liburing-dev
+	bash loadtest/floor.sh

@@ -11,6 +11,8 @@
 #
 # Env: T (run length, default 5s), C (connections, 64), ROUNDS (3), WORKERS (1),
 #      TOOLS ("wrk portico-load"), PORTICO / LOAD (binaries, default .build/release/…),
+#      PORTICO_ARGS (more `serve` flags, e.g. "--tls-protocols TLSv1.2" to meet the anchors'
+#      nginx 1.22, which speaks TLS 1.2 only, with the same protocol),
 #      TLS=1 adds https rows, keep-alive and a handshake per request (Portico's when its `serve`
 #      has --https), BODIES=1 adds 1 KiB and 64 KiB response rows, KEEP=1 keeps the raw outputs.
 # Bounded: 4 targets x 2 tools x ROUNDS x T (about 2 min with the defaults), plus start-up.
@@ -110,7 +112,7 @@ fi
 # group: started from this script, Portico would share a group, so a CPU share, with the load
 # tool while each anchor has one to itself (measured: more idle CPU and fewer requests/s).
 setsid "$PORTICO" serve -f "$ROUTES" --http 127.0.0.1:8090 $PORTICO_TLS --admin 127.0.0.1:0 --workers "$WORKERS" \
-  --api 127.0.0.1:0 --data "$D/portico-data" --access-log off >"$D/portico.log" 2>&1 &
+  --api 127.0.0.1:0 --data "$D/portico-data" --access-log off ${PORTICO_ARGS:-} >"$D/portico.log" 2>&1 &
 PPID_PORTICO=$!
 
 wait_port() { for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
@@ -175,7 +177,7 @@ cpu_ticks() { local t=0 v; for p in "$@"; do v=$(awk '{print $14 + $15}' "/proc/
 TICK=$(getconf CLK_TCK); TSEC=${T%s}
 
 RESULTS="$D/results"; : > "$RESULTS"
-echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r); T=$T C=$C ROUNDS=$ROUNDS WORKERS=$WORKERS"
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r); T=$T C=$C ROUNDS=$ROUNDS WORKERS=$WORKERS PORTICO_ARGS=${PORTICO_ARGS:-}"
 for round in $(seq 1 "$ROUNDS"); do
   kill -0 "$PPID_PORTICO" 2>/dev/null || echo "warning: portico is no longer running: $(tail -2 "$D/portico.log")" >&2
   for row in $TARGETS; do
