@@ -81,7 +81,7 @@ public struct LoadArguments {
             if let ca = cacert, !FileManager.default.isReadableFile(atPath: ca) {
                 throw UsageError("cannot read --cacert '\(ca)'")
             }
-            config.tls = TLSOptions(serverName: specs[0].hostOverride ?? target.host, insecure: insecure, caFile: cacert)
+            config.tls = TLSOptions(insecure: insecure, caFile: cacert)
         } else if insecure || cacert != nil {
             throw UsageError("--insecure and --cacert need an https:// target")
         }

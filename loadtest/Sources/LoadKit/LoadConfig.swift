@@ -49,13 +49,11 @@ public struct LoadConfig {
     }
 }
 
-/// TLS settings for https targets.
+/// TLS settings for https targets (the SNI name is each request's `serverName`).
 public struct TLSOptions {
     public var insecure = false
     public var caFile: String? = nil
-    /// The SNI name (the target's host).
-    public var serverName: String
-    public init(serverName: String, insecure: Bool = false, caFile: String? = nil) {
-        self.serverName = serverName; self.insecure = insecure; self.caFile = caFile
+    public init(insecure: Bool = false, caFile: String? = nil) {
+        self.insecure = insecure; self.caFile = caFile
     }
 }

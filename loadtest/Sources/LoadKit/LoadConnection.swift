@@ -32,6 +32,8 @@ final class LoadConnection {
     let index: Int
     var socket: LoadSocket?
     var tls: TLSSession?
+    /// The `Worker.serverNames` index the socket's TLS session was (or is being) opened with.
+    var socketServerName: Int32 = 0
     var state: State = .idle
     var canRead = false
     var canWrite = false
@@ -99,12 +101,18 @@ final class LoadConnection {
             startNanos = portico_now_ns()
         }
         if let s = socket {
-            worker.timeouts.arm(s)
-            state = .writing
-            send()
-        } else {
-            connect()
+            // Always equal for http and one-name runs. Otherwise the TLS session is bound to the
+            // name it was opened with: reopen with this request's name (as a browser would).
+            if t.serverName == socketServerName {
+                worker.timeouts.arm(s)
+                state = .writing
+                send()
+                return
+            }
+            closeSocket()
         }
+        socketServerName = t.serverName
+        connect()
     }
 
     /// The pacer's deadline passed.
@@ -141,7 +149,7 @@ final class LoadConnection {
             guard canWrite, let s = socket else { return }
             if Socket.connectResult(s.fd) != 0 { fail(.connect); return }
             if let client = worker.tls {
-                tls = client.session(fd: s.fd)
+                tls = client.session(fd: s.fd, serverName: worker.serverNames[Int(socketServerName)])
                 state = .handshaking
                 handshake()
             } else {

@@ -2,10 +2,9 @@ import Foundation
 import TLS
 
 /// Client TLS for https targets: one context for the run (shared read-only by the workers, as
-/// OpenSSL allows), one `TLSSession` per connection with the target's name as SNI.
+/// OpenSSL allows), one `TLSSession` per connection with its request's name as SNI.
 final class TLSClient: @unchecked Sendable {
     let context: TLSClientContext
-    let serverName: String
 
     init(_ options: TLSOptions) throws {
         var ca: [UInt8]? = nil
@@ -18,10 +17,9 @@ final class TLSClient: @unchecked Sendable {
         } catch {
             throw UsageError("TLS setup: \(error)")
         }
-        serverName = options.serverName
     }
 
-    func session(fd: Int32) -> TLSSession {
+    func session(fd: Int32, serverName: String) -> TLSSession {
         TLSSession(client: context, fd: fd, serverName: serverName)
     }
 }

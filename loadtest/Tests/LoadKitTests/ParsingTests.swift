@@ -118,6 +118,14 @@ final class ParsingTests: XCTestCase {
         XCTAssertEqual(specs[1].weight, 1)
     }
 
+    func testServerNameIsTheHostWithoutItsPort() throws {
+        let u = try LoadURL(parsing: "https://load.test:8443/")
+        XCTAssertEqual(RequestSpec(url: u).serverName, "load.test")
+        XCTAssertEqual(RequestSpec(url: u, hostOverride: "www.example.local:8443").serverName, "www.example.local")
+        XCTAssertEqual(RequestSpec(url: u, hostOverride: "[::1]:8443").serverName, "::1")
+        XCTAssertEqual(RequestSpec(url: u, hostOverride: "api.example.local").serverName, "api.example.local")
+    }
+
     func testScenarioErrorsNameTheEntry() {
         func check(_ yaml: String, _ expect: String, base: LoadURL? = nil) {
             XCTAssertThrowsError(try Scenario.parse(yaml, name: "s.yaml", baseURL: base)) { e in

@@ -63,7 +63,7 @@ final class TLSRunTests: XCTestCase {
 
     func testVerifiedHandshakeWithSNIFromTheURL() throws {
         let c = try config { $0.cacert = "\(dir)/cert.pem" }
-        XCTAssertEqual(c.tls?.serverName, "load.test")
+        XCTAssertEqual(c.requests[0].serverName, "load.test")
         let r = try LoadRunner.run(c)
         XCTAssertEqual(r.responses, 5, "\(r.errors) \(r.warnings)")
         XCTAssertEqual(r.statuses, [200: 5])
