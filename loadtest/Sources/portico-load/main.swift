@@ -25,7 +25,7 @@ struct PorticoLoad: ParsableCommand {
              or a test connect failed
         """)
 
-    @Argument(help: "Target URL, http://HOST[:PORT]/PATH (with --scenario: the base for entries that give only a path).")
+    @Argument(help: "Target URL, http://HOST[:PORT]/PATH (with --scenario: the base for path-only entries when the file has no target:; use --connect-to to send a scenario elsewhere).")
     var url: String?
 
     @Option(name: [.customShort("c"), .customLong("connections")], help: "Connections to keep open.")
