@@ -145,6 +145,20 @@ final class ParsingTests: XCTestCase {
         check("- a\n- b", "expected a mapping")
     }
 
+    func testYAMLSyntaxErrorIsOneLineWithFileLineAndColumn() {
+        // libyaml's positions: the end of the input for an unclosed flow, else the offending token.
+        for (yaml, position) in [("requests: [ {", "line 2, column 1"),
+                                 ("target: http://h\nrequests:\n  - path: /\n   weight: 2", "line 4, column 4"),
+                                 ("requests:\n  - { path: '/ }", "line 2, column 17"),
+                                 ("target: http://h\ntarget: http://g\nrequests: []", "line 1, column 1")] {
+            XCTAssertThrowsError(try Scenario.parse(yaml, name: "s.yaml", baseURL: nil)) { e in
+                let m = "\(e)"
+                XCTAssertFalse(m.contains("\n"), "one line: \(m)")
+                XCTAssertTrue(m.hasPrefix("scenario 's.yaml': \(position): "), m)
+            }
+        }
+    }
+
     func testWeightedPickerFollowsWeights() {
         var p = WeightedPicker(weights: [1, 3], seed: 42)
         var counts = [0, 0]
