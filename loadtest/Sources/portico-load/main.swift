@@ -103,6 +103,8 @@ struct PorticoLoad: ParsableCommand {
         a.insecure = insecure
         a.cacert = cacert
         a.scenario = scenario
+        a.histOut = histOut
+        a.svg = svg
         return a
     }
 }
@@ -183,12 +185,14 @@ if command.json {
 } else {
     print(result.text(title: title), terminator: "")
 }
+// The paths were checked before the run; a write that still fails (disk full, a directory
+// removed meanwhile) is reported without replacing the run's own exit status.
 for (path, text) in [(command.histOut, { result.percentileTable() }), (command.svg, { result.svg(title: title) })] {
     guard let p = path else { continue }
     do {
         try text().write(toFile: p, atomically: true, encoding: .utf8)
     } catch {
-        fail("cannot write '\(p)': \(error.localizedDescription)", 2)
+        FileHandle.standardError.write(Data("portico-load: cannot write '\(p)': \(error.localizedDescription)\n".utf8))
     }
 }
 if result.responses == 0 || result.errorRatio * 100 > command.maxErrors {

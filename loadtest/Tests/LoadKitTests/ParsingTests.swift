@@ -64,6 +64,23 @@ final class ParsingTests: XCTestCase {
         check("do not apply with --scenario") { $0.scenario = "/nonexistent/s.yaml"; $0.method = "POST" }
     }
 
+    func testUnwritableOutputPathsAreRefusedBeforeTheRun() throws {
+        let dir = NSTemporaryDirectory() + "lt-out-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func problem(_ edit: (inout LoadArguments) -> Void) -> String? {
+            var a = LoadArguments()
+            a.url = "http://127.0.0.1:9/"
+            edit(&a)
+            do { _ = try a.makeConfig(); return nil } catch { return "\(error)" }
+        }
+        XCTAssertEqual(problem { $0.svg = "/nonexistent-dir/lat.svg" },
+                       "cannot write --svg '/nonexistent-dir/lat.svg': no directory '/nonexistent-dir'")
+        XCTAssertEqual(problem { $0.histOut = dir }, "cannot write --hist-out '\(dir)': it is a directory")
+        XCTAssertNil(problem { $0.histOut = dir + "/h.txt"; $0.svg = "lat.svg" })
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/h.txt"), "the check writes nothing")
+    }
+
     func testUnresolvableHostIsUnreachable() {
         var a = LoadArguments()
         a.url = "http://no-such-host.invalid/"
