@@ -104,11 +104,7 @@ final class Worker {
         counters.initialize(repeating: 0, count: Counter.count)
         statuses.initialize(repeating: 0, count: 600)
         timeouts = loop.timerQueue(nanos: config.timeoutNanos)
-        if config.isOpenLoop {
-            interval = UInt64(Double(config.connections) * 1e9 / config.rate)
-        } else {
-            interval = 0
-        }
+        interval = config.intervalNanos
         pacer = Pacer(worker: self, capacity: connections)
         for i in 0..<connections {
             let c = LoadConnection(worker: self, index: i)

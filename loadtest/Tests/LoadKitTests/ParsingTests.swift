@@ -81,6 +81,27 @@ final class ParsingTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/h.txt"), "the check writes nothing")
     }
 
+    func testRateTooFastToPaceIsRefused() throws {
+        func config(_ rate: Double, connections: Int) throws -> LoadConfig {
+            var a = LoadArguments()
+            a.url = "http://127.0.0.1:9/"
+            a.rate = rate
+            a.connections = connections
+            return try a.makeConfig()
+        }
+        // 10 connections at 1e12 req/s: 0.01 ns between a connection's requests, which used to
+        // truncate to 0 and silently run a closed loop.
+        XCTAssertThrowsError(try config(1e12, connections: 10)) { e in
+            XCTAssertTrue(e is UsageError)
+            XCTAssertTrue("\(e)".hasPrefix("-R 1e+12 is too fast to pace"), "\(e)")
+        }
+        XCTAssertThrowsError(try config(1e-12, connections: 10)) { XCTAssertTrue("\($0)".hasPrefix("-R 1e-12 is too slow"), "\($0)") }
+        // The fastest rate that can be paced: 1 µs per connection.
+        XCTAssertEqual(try config(10_000_000, connections: 10).intervalNanos, 1000)
+        XCTAssertThrowsError(try config(10_000_001, connections: 10))
+        XCTAssertEqual(try config(3, connections: 2).intervalNanos, 666_666_667)
+    }
+
     func testUnresolvableHostIsUnreachable() {
         var a = LoadArguments()
         a.url = "http://no-such-host.invalid/"
