@@ -135,7 +135,6 @@ final class LoadConnection {
         state = .connecting
         worker.loop.register(s)
         worker.timeouts.arm(s)
-        worker.add(Counter.connections, 1)
     }
 
     // MARK: Events
@@ -153,6 +152,8 @@ final class LoadConnection {
                 state = .handshaking
                 handshake()
             } else {
+                // Counted once usable, so a dead target shows 0 opened next to its connect errors.
+                worker.add(Counter.connections, 1)
                 state = .writing
                 send()
             }
@@ -173,6 +174,7 @@ final class LoadConnection {
         guard let t = tls else { return }
         switch t.handshake() {
         case .done:
+            worker.add(Counter.connections, 1)  // a failed handshake is a connect error instead
             state = .writing
             send()
         case .wantRead, .wantWrite:

@@ -86,6 +86,17 @@ final class RunTests: XCTestCase {
         XCTAssertTrue(r.warnings.contains { $0.contains("no response") })
     }
 
+    func testRefusedConnectsAreNotCountedAsOpened() throws {
+        let s = try TestServer()
+        let url = s.url
+        s.stop()
+        usleep(50_000)
+        let r = try LoadRunner.run(try config(url + "/") { $0.requests = 5; $0.connections = 1 })
+        XCTAssertEqual(r.errors[.connect], 5)
+        XCTAssertEqual(r.connectionsOpened, 0)
+        XCTAssertTrue(r.text(title: "t").contains(" 0 connection(s) opened"), r.text(title: "t"))
+    }
+
     func testSilentServerTimesOut() throws {
         let server = try TestServer(mode: .silent)
         defer { server.stop() }

@@ -74,6 +74,7 @@ final class TLSRunTests: XCTestCase {
         let r = try LoadRunner.run(try config { _ in })
         XCTAssertEqual(r.responses, 0)
         XCTAssertEqual(r.errors[.connect], 5)
+        XCTAssertEqual(r.connectionsOpened, 0, "a failed handshake is a connect error, not an opened connection")
         XCTAssertTrue(r.warnings.contains { $0.contains("certificate verify failed") }, "\(r.warnings)")
     }
 
