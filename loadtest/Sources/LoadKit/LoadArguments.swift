@@ -90,6 +90,8 @@ public struct LoadArguments {
                 throw UsageError("cannot read --cacert '\(ca)'")
             }
             config.tls = TLSOptions(insecure: insecure, caFile: cacert)
+            // A --cacert without a usable certificate is a usage error found now, before any connect.
+            if cacert != nil { _ = try TLSClient(config.tls!) }
         } else if insecure || cacert != nil {
             throw UsageError("--insecure and --cacert need an https:// target")
         }

@@ -13,7 +13,8 @@ final class TLSClient: @unchecked Sendable {
             ca = Array(data)
         }
         do {
-            context = try TLSClientContext(verify: !options.insecure, caPEM: ca, alpn: ["http/1.1"])
+            context = try TLSClientContext(verify: !options.insecure, caPEM: ca, caFile: options.caFile.map { "--cacert '\($0)'" },
+                                           alpn: ["http/1.1"])
         } catch {
             throw UsageError("TLS setup: \(error)")
         }

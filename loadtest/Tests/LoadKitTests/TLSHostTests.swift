@@ -75,6 +75,20 @@ final class TLSHostTests: XCTestCase {
         XCTAssertEqual(r.connectionsOpened, UInt64(server.connections))
     }
 
+    func testCACertWithoutACertificateNamesTheFile() throws {
+        let file = "\(dir)/not-a-cert.pem"
+        try "not a certificate\n".write(toFile: file, atomically: true, encoding: .utf8)
+        var a = LoadArguments()
+        a.url = "https://a.test:9/"
+        a.connectTo = "127.0.0.1:9"
+        a.cacert = file
+        // Found with the other arguments, before any connection.
+        XCTAssertThrowsError(try a.makeConfig()) { e in
+            XCTAssertTrue(e is UsageError)
+            XCTAssertEqual("\(e)", "TLS setup: --cacert '\(file)': no PEM certificate found")
+        }
+    }
+
     func testOneHostKeepsItsConnections() throws {
         let server = try server()
         defer { server.stop() }
