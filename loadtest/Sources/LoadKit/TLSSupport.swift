@@ -20,6 +20,13 @@ final class TLSClient: @unchecked Sendable {
         }
     }
 
+    /// A handshake failure's reason for the report. OpenSSL says "wrong version number" when the
+    /// answer is not a TLS record at all, which nearly always means a plain-HTTP port.
+    static func explain(handshakeFailure why: String) -> String {
+        if why.contains("wrong version number") { return "the server did not answer with TLS, is it plain HTTP? (\(why))" }
+        return why
+    }
+
     func session(fd: Int32, serverName: String) -> TLSSession {
         TLSSession(client: context, fd: fd, serverName: serverName)
     }

@@ -185,7 +185,7 @@ final class Worker {
     var tlsFailure: String? = nil
 
     func noteTLSFailure(_ why: String) {
-        if tlsFailure == nil { tlsFailure = why }
+        if tlsFailure == nil { tlsFailure = TLSClient.explain(handshakeFailure: why) }
     }
 
     /// Publishes the p99 so far for the progress line (once a second, on the worker thread).

@@ -20,6 +20,9 @@ final class TestServer {
         case garbage
         /// Answers exactly these bytes to every request, closing afterwards when `close`.
         case custom(String, close: Bool)
+        /// Answers 400 and closes as soon as any bytes arrive, as an HTTP server does to a TLS
+        /// ClientHello (which has no request line to wait for).
+        case rejectAnything
     }
 
     /// One request as it arrived: its Host header and the SNI name of its connection (nil on a
@@ -143,6 +146,10 @@ final class TestServer {
             }
             return off == bytes.count
         }
+        if case .rejectAnything = mode {
+            if fill() { _ = reply(Array("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)) }
+            return
+        }
         while true {
             // One request head (and its Content-Length body).
             var headEnd: Int? = nil
@@ -184,6 +191,8 @@ final class TestServer {
                 _ = reply(Array("SSH-2.0-OpenSSH\r\n\r\n".utf8))
             case .custom(let bytes, let close):
                 if !reply(Array(bytes.utf8)) || close { return }
+            case .rejectAnything:
+                return
             }
         }
     }
