@@ -85,7 +85,9 @@ public struct LoadArguments {
         config.timeoutNanos = try Parse.duration(timeout)
         config.newConnectionPerRequest = newConnection
         config.holdIdle = idle
-        if target.isTLS {
+        // The requests' scheme, not the base URL's: a scenario's target: wins over the URL, and
+        // validate() below refuses a run that mixes the two schemes.
+        if specs[0].url.isTLS {
             if let ca = cacert, !FileManager.default.isReadableFile(atPath: ca) {
                 throw UsageError("cannot read --cacert '\(ca)'")
             }

@@ -102,6 +102,20 @@ final class ParsingTests: XCTestCase {
         XCTAssertEqual(try config(3, connections: 2).intervalNanos, 666_666_667)
     }
 
+    func testTLSFollowsTheRequestsSchemeNotTheBaseURL() throws {
+        let dir = NSTemporaryDirectory() + "lt-scheme-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "target: https://a.test\nrequests:\n  - path: /\n".write(toFile: dir + "/s.yaml", atomically: true, encoding: .utf8)
+        var a = LoadArguments()
+        a.url = "http://127.0.0.1:9/"
+        a.scenario = dir + "/s.yaml"
+        a.connectTo = "127.0.0.1:9"
+        a.insecure = true
+        // The file's target wins, so every request is https: the run must speak TLS.
+        XCTAssertNotNil(try a.makeConfig().tls)
+    }
+
     func testUnresolvableHostIsUnreachable() {
         var a = LoadArguments()
         a.url = "http://no-such-host.invalid/"
