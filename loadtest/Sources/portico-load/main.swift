@@ -20,7 +20,8 @@ struct PorticoLoad: ParsableCommand {
         Exit status:
           0  the run completed with errors at or below --max-errors percent of attempts
           1  the run completed but errors exceeded --max-errors (or no response at all)
-          2  usage error: bad flag, URL, header, scenario or file
+          2  usage error: bad flag, URL, header, rate, scenario or file, or an
+             unwritable --hist-out/--svg path (found before the run)
           3  the target was unreachable before the run: its name does not resolve,
              or a test connect failed
         """)
