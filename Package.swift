@@ -59,7 +59,7 @@ let package = Package(
             ],
             path: "loadtest/Sources/LoadKit",
             swiftSettings: hotPath),
-        .testTarget(name: "LoadKitTests", dependencies: ["LoadKit"], path: "loadtest/Tests/LoadKitTests", swiftSettings: swift5),
+        .testTarget(name: "LoadKitTests", dependencies: ["LoadKit", "TLS"], path: "loadtest/Tests/LoadKitTests", swiftSettings: swift5),
         .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane", "Objects", "Reactor"], swiftSettings: swift5),
         .testTarget(name: "TLSTests", dependencies: ["TLS"], swiftSettings: swift5),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: swift5),

@@ -64,8 +64,9 @@ final class PEMCertificate {
 
     struct LoadFailure: Error { var message: String; init(_ m: String) { message = m } }
 
-    /// Every certificate in `pem`, in order; fails on no certificate or a damaged one.
-    static func readCertificates(_ pem: [UInt8]) -> Result<[OpaquePointer], LoadFailure> {
+    /// Every certificate in `pem`, in order; fails on no certificate or a damaged one. `file`
+    /// names the source in messages (a Secret's key, or a command-line file).
+    static func readCertificates(_ pem: [UInt8], file: String = "tls.crt") -> Result<[OpaquePointer], LoadFailure> {
         var chain: [OpaquePointer] = []
         var damaged: String? = nil
         pem.withUnsafeBytes { raw in
@@ -82,9 +83,9 @@ final class PEMCertificate {
         OpenSSLErrors.clear()
         if let damaged {
             for x in chain { X509_free(x) }
-            return .failure(LoadFailure("tls.crt: malformed PEM certificate (\(damaged))"))
+            return .failure(LoadFailure("\(file): malformed PEM certificate (\(damaged))"))
         }
-        if chain.isEmpty { return .failure(LoadFailure("tls.crt: no PEM certificate found")) }
+        if chain.isEmpty { return .failure(LoadFailure("\(file): no PEM certificate found")) }
         return .success(chain)
     }
 

@@ -10,8 +10,10 @@ public final class TLSClientContext: @unchecked Sendable {
     public let verify: Bool
 
     /// `caPEM` nil: the system CA store. With `verify` false the peer's certificate is not
-    /// checked at all (only when asked for: `portico.io/proxy-ssl-verify: "false"`).
-    public init(verify: Bool, caPEM: [UInt8]?, alpn: [String] = ["http/1.1"]) throws {
+    /// checked at all (only when asked for: `portico.io/proxy-ssl-verify: "false"`). `caFile`
+    /// names where `caPEM` came from in messages (the load tester's `--cacert FILE`); without
+    /// it a CA problem reads `CA certificates: tls.crt: …`, as the proxy has always said.
+    public init(verify: Bool, caPEM: [UInt8]?, caFile: String? = nil, alpn: [String] = ["http/1.1"]) throws {
         OpenSSLErrors.clear()
         guard let ctx = SSL_CTX_new(TLS_client_method()) else {
             throw TLSError("SSL_CTX_new failed: \(OpenSSLErrors.drain())")
@@ -42,7 +44,7 @@ public final class TLSClientContext: @unchecked Sendable {
             SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
             if let caPEM {
                 guard let store = SSL_CTX_get_cert_store(ctx) else { throw fail("no certificate store") }
-                switch PEMCertificate.readCertificates(caPEM) {
+                switch PEMCertificate.readCertificates(caPEM, file: caFile ?? "tls.crt") {
                 case .success(let certs):
                     for c in certs {
                         X509_STORE_add_cert(store, c)
@@ -50,7 +52,7 @@ public final class TLSClientContext: @unchecked Sendable {
                     }
                 case .failure(let f):
                     SSL_CTX_free(ctx)
-                    throw TLSError("CA certificates: \(f.message)")
+                    throw TLSError(caFile == nil ? "CA certificates: \(f.message)" : f.message)
                 }
             } else {
                 guard SSL_CTX_set_default_verify_paths(ctx) == 1 else { throw fail("loading the system CA store") }

@@ -1,5 +1,8 @@
 import Foundation
 import Reactor
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The command line's values before checking (kept free of ArgumentParser so tests can build
 /// configurations the way the CLI does).
@@ -20,11 +23,16 @@ public struct LoadArguments {
     public var insecure = false
     public var cacert: String?
     public var scenario: String?
+    /// Files written after the run (--hist-out, --svg): checked here, before it.
+    public var histOut: String?
+    public var svg: String?
 
     public init() {}
 
     /// Checks everything and builds the run's configuration (resolving names; no connection yet).
     public func makeConfig() throws -> LoadConfig {
+        if let p = histOut { try LoadArguments.checkWritable(p, flag: "--hist-out") }
+        if let p = svg { try LoadArguments.checkWritable(p, flag: "--svg") }
         let base = try url.map { try LoadURL(parsing: $0) }
         var specs: [RequestSpec]
         if let path = scenario {
@@ -77,16 +85,38 @@ public struct LoadArguments {
         config.timeoutNanos = try Parse.duration(timeout)
         config.newConnectionPerRequest = newConnection
         config.holdIdle = idle
-        if target.isTLS {
+        // The requests' scheme, not the base URL's: a scenario's target: wins over the URL, and
+        // validate() below refuses a run that mixes the two schemes.
+        if specs[0].url.isTLS {
             if let ca = cacert, !FileManager.default.isReadableFile(atPath: ca) {
                 throw UsageError("cannot read --cacert '\(ca)'")
             }
-            config.tls = TLSOptions(serverName: specs[0].hostOverride ?? target.host, insecure: insecure, caFile: cacert)
+            config.tls = TLSOptions(insecure: insecure, caFile: cacert)
+            // A --cacert without a usable certificate is a usage error found now, before any connect.
+            if cacert != nil { _ = try TLSClient(config.tls!) }
         } else if insecure || cacert != nil {
             throw UsageError("--insecure and --cacert need an https:// target")
         }
         try config.validate()
         return config
+    }
+
+    /// Fails when `path` could not be written after the run, so a bad path is a usage error before
+    /// it rather than an exit 2 that replaces the run's own status. Writes nothing: the file is
+    /// written atomically (a temporary file in the same directory, renamed), so the directory
+    /// must be writable.
+    static func checkWritable(_ path: String, flag: String) throws {
+        let problem = { (why: String) in UsageError("cannot write \(flag) '\(path)': \(why)") }
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw problem("it is a directory")
+        }
+        var dir = (path as NSString).deletingLastPathComponent
+        if dir.isEmpty { dir = "." }
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw problem("no directory '\(dir)'")
+        }
+        guard access(dir, W_OK | X_OK) == 0 else { throw problem("directory '\(dir)' is not writable") }
     }
 
     /// The target as shown in reports.

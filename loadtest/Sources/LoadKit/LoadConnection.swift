@@ -32,6 +32,8 @@ final class LoadConnection {
     let index: Int
     var socket: LoadSocket?
     var tls: TLSSession?
+    /// The `Worker.serverNames` index the socket's TLS session was (or is being) opened with.
+    var socketServerName: Int32 = 0
     var state: State = .idle
     var canRead = false
     var canWrite = false
@@ -99,12 +101,18 @@ final class LoadConnection {
             startNanos = portico_now_ns()
         }
         if let s = socket {
-            worker.timeouts.arm(s)
-            state = .writing
-            send()
-        } else {
-            connect()
+            // Always equal for http and one-name runs. Otherwise the TLS session is bound to the
+            // name it was opened with: reopen with this request's name (as a browser would).
+            if t.serverName == socketServerName {
+                worker.timeouts.arm(s)
+                state = .writing
+                send()
+                return
+            }
+            closeSocket()
         }
+        socketServerName = t.serverName
+        connect()
     }
 
     /// The pacer's deadline passed.
@@ -127,7 +135,6 @@ final class LoadConnection {
         state = .connecting
         worker.loop.register(s)
         worker.timeouts.arm(s)
-        worker.add(Counter.connections, 1)
     }
 
     // MARK: Events
@@ -141,10 +148,12 @@ final class LoadConnection {
             guard canWrite, let s = socket else { return }
             if Socket.connectResult(s.fd) != 0 { fail(.connect); return }
             if let client = worker.tls {
-                tls = client.session(fd: s.fd)
+                tls = client.session(fd: s.fd, serverName: worker.serverNames[Int(socketServerName)])
                 state = .handshaking
                 handshake()
             } else {
+                // Counted once usable, so a dead target shows 0 opened next to its connect errors.
+                worker.add(Counter.connections, 1)
                 state = .writing
                 send()
             }
@@ -165,6 +174,7 @@ final class LoadConnection {
         guard let t = tls else { return }
         switch t.handshake() {
         case .done:
+            worker.add(Counter.connections, 1)  // a failed handshake is a connect error instead
             state = .writing
             send()
         case .wantRead, .wantWrite:

@@ -25,6 +25,15 @@ public struct RequestSpec: Equatable, Sendable {
 
     /// The Host header value this request sends.
     public var hostHeader: String { hostOverride ?? url.authority }
+
+    /// The TLS name of this request (SNI, and the name its certificate must match): the
+    /// overriding host without a port, else the URL's host.
+    public var serverName: String {
+        guard let h = hostOverride else { return url.host }
+        if h.hasPrefix("["), let close = h.firstIndex(of: "]") { return String(h[h.index(after: h.startIndex)..<close]) }
+        if let colon = h.lastIndex(of: ":"), h.firstIndex(of: ":") == colon { return String(h[..<colon]) }
+        return h
+    }
 }
 
 /// The exact bytes of one request, built once before the run; connections only write them.
@@ -34,6 +43,7 @@ public final class RequestTemplate: @unchecked Sendable {
     public let method: HTTPMethod
     public let weight: Int
     public let name: String
+    public let serverName: String
 
     public init(_ spec: RequestSpec, closeConnection: Bool) {
         var head = "\(spec.method) \(spec.url.target) HTTP/1.1\r\n"
@@ -54,6 +64,7 @@ public final class RequestTemplate: @unchecked Sendable {
         method = RequestTemplate.method(spec.method)
         weight = spec.weight
         name = spec.name
+        serverName = spec.serverName
     }
 
     deinit { bytes.deallocate() }

@@ -51,10 +51,12 @@ public struct Scenario {
             file = try YAMLDecoder().decode(File.self, from: text)
         } catch let e as UsageError {
             throw e
-        } catch let e as DecodingError {
+        } catch let e as YamlError {
             throw UsageError("scenario '\(name)': \(describe(e))")
+        } catch let e as DecodingError {
+            throw UsageError("scenario '\(name)': \(oneLine(describe(e)))")
         } catch {
-            throw UsageError("scenario '\(name)': \(error)")
+            throw UsageError("scenario '\(name)': \(oneLine("\(error)"))")
         }
         guard !file.requests.isEmpty else { throw UsageError("scenario '\(name)': no requests") }
         var base = baseURL
@@ -112,6 +114,31 @@ public struct Scenario {
                 throw UsageError("scenario '\(name)' request \(i + 1): unknown key '\(k)' (expected \(entryKeys.sorted().joined(separator: ", ")))")
             }
         }
+    }
+
+    /// A YAML syntax error on one line (Yams' own text adds the source line and a caret below):
+    /// `line 4, column 4: did not find expected '-' indicator (while parsing a block collection at line 3, column 3)`.
+    static func describe(_ e: YamlError) -> String {
+        func at(_ m: Mark) -> String { "line \(m.line), column \(m.column)" }
+        func text(_ context: YamlError.Context?, _ problem: String, _ mark: Mark) -> String {
+            "\(at(mark)): \(problem)" + (context.map { " (\($0.text) at \(at($0.mark)))" } ?? "")
+        }
+        switch e {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+             .composer(let context, let problem, let mark, _):
+            return text(context, problem, mark)
+        case .duplicatedKeysInMapping(let keys, let context):
+            // context.text is the whole file; the mark is the key's first occurrence.
+            return "\(at(context.mark)): duplicate key \(keys.sorted().map { "'\($0)'" }.joined(separator: ", "))"
+        default:
+            return oneLine("\(e)")
+        }
+    }
+
+    /// Joins a multi-line message into one line (the CLI promises one line per usage error).
+    static func oneLine(_ s: String) -> String {
+        s.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            .joined(separator: "; ")
     }
 
     static func describe(_ e: DecodingError) -> String {

@@ -34,6 +34,8 @@ public enum ErrorKind: Int, CaseIterable, Sendable {
 struct RequestEntry {
     let bytes: UnsafeRawBufferPointer
     let method: HTTPMethod
+    /// Index in `Worker.serverNames` of the TLS name its connection needs (always 0 for http).
+    let serverName: Int32
 }
 
 /// Slots of a worker's counter block: written by the worker thread only, read by the main thread
@@ -57,6 +59,8 @@ final class Worker {
     /// Keeps the request bytes alive; connections use `entries` (no reference counting per request).
     let templates: [RequestTemplate]
     let entries: ContiguousArray<RequestEntry>
+    /// The distinct TLS names of the entries (https only; empty for http).
+    let serverNames: [String]
     var picker: WeightedPicker
     /// Latencies in ns.
     var histogram = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: Worker.highestLatency,
@@ -86,7 +90,12 @@ final class Worker {
          start: UInt64, seed: UInt64, tls: TLSClient?) {
         address = config.address
         self.templates = templates
-        entries = ContiguousArray(templates.map { RequestEntry(bytes: $0.bytes, method: $0.method) })
+        var names: [String] = []
+        if tls != nil { for t in templates where !names.contains(t.serverName) { names.append(t.serverName) } }
+        serverNames = names
+        entries = ContiguousArray(templates.map { t in
+            RequestEntry(bytes: t.bytes, method: t.method, serverName: Int32(names.firstIndex(of: t.serverName) ?? 0))
+        })
         picker = WeightedPicker(weights: templates.map { $0.weight }, seed: seed)
         self.quota = quota
         newConnectionPerRequest = config.newConnectionPerRequest
@@ -95,11 +104,7 @@ final class Worker {
         counters.initialize(repeating: 0, count: Counter.count)
         statuses.initialize(repeating: 0, count: 600)
         timeouts = loop.timerQueue(nanos: config.timeoutNanos)
-        if config.isOpenLoop {
-            interval = UInt64(Double(config.connections) * 1e9 / config.rate)
-        } else {
-            interval = 0
-        }
+        interval = config.intervalNanos
         pacer = Pacer(worker: self, capacity: connections)
         for i in 0..<connections {
             let c = LoadConnection(worker: self, index: i)
@@ -180,7 +185,7 @@ final class Worker {
     var tlsFailure: String? = nil
 
     func noteTLSFailure(_ why: String) {
-        if tlsFailure == nil { tlsFailure = why }
+        if tlsFailure == nil { tlsFailure = TLSClient.explain(handshakeFailure: why) }
     }
 
     /// Publishes the p99 so far for the progress line (once a second, on the worker thread).

@@ -20,12 +20,13 @@ struct PorticoLoad: ParsableCommand {
         Exit status:
           0  the run completed with errors at or below --max-errors percent of attempts
           1  the run completed but errors exceeded --max-errors (or no response at all)
-          2  usage error: bad flag, URL, header, scenario or file
+          2  usage error: bad flag, URL, header, rate, scenario or file, or an
+             unwritable --hist-out/--svg path (found before the run)
           3  the target was unreachable before the run: its name does not resolve,
              or a test connect failed
         """)
 
-    @Argument(help: "Target URL, http://HOST[:PORT]/PATH (with --scenario: the base for entries that give only a path).")
+    @Argument(help: "Target URL, http://HOST[:PORT]/PATH (with --scenario: the base for path-only entries when the file has no target:; use --connect-to to send a scenario elsewhere).")
     var url: String?
 
     @Option(name: [.customShort("c"), .customLong("connections")], help: "Connections to keep open.")
@@ -103,6 +104,8 @@ struct PorticoLoad: ParsableCommand {
         a.insecure = insecure
         a.cacert = cacert
         a.scenario = scenario
+        a.histOut = histOut
+        a.svg = svg
         return a
     }
 }
@@ -183,12 +186,14 @@ if command.json {
 } else {
     print(result.text(title: title), terminator: "")
 }
+// The paths were checked before the run; a write that still fails (disk full, a directory
+// removed meanwhile) is reported without replacing the run's own exit status.
 for (path, text) in [(command.histOut, { result.percentileTable() }), (command.svg, { result.svg(title: title) })] {
     guard let p = path else { continue }
     do {
         try text().write(toFile: p, atomically: true, encoding: .utf8)
     } catch {
-        fail("cannot write '\(p)': \(error.localizedDescription)", 2)
+        FileHandle.standardError.write(Data("portico-load: cannot write '\(p)': \(error.localizedDescription)\n".utf8))
     }
 }
 if result.responses == 0 || result.errorRatio * 100 > command.maxErrors {

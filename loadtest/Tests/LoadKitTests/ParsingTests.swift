@@ -64,6 +64,58 @@ final class ParsingTests: XCTestCase {
         check("do not apply with --scenario") { $0.scenario = "/nonexistent/s.yaml"; $0.method = "POST" }
     }
 
+    func testUnwritableOutputPathsAreRefusedBeforeTheRun() throws {
+        let dir = NSTemporaryDirectory() + "lt-out-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func problem(_ edit: (inout LoadArguments) -> Void) -> String? {
+            var a = LoadArguments()
+            a.url = "http://127.0.0.1:9/"
+            edit(&a)
+            do { _ = try a.makeConfig(); return nil } catch { return "\(error)" }
+        }
+        XCTAssertEqual(problem { $0.svg = "/nonexistent-dir/lat.svg" },
+                       "cannot write --svg '/nonexistent-dir/lat.svg': no directory '/nonexistent-dir'")
+        XCTAssertEqual(problem { $0.histOut = dir }, "cannot write --hist-out '\(dir)': it is a directory")
+        XCTAssertNil(problem { $0.histOut = dir + "/h.txt"; $0.svg = "lat.svg" })
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/h.txt"), "the check writes nothing")
+    }
+
+    func testRateTooFastToPaceIsRefused() throws {
+        func config(_ rate: Double, connections: Int) throws -> LoadConfig {
+            var a = LoadArguments()
+            a.url = "http://127.0.0.1:9/"
+            a.rate = rate
+            a.connections = connections
+            return try a.makeConfig()
+        }
+        // 10 connections at 1e12 req/s: 0.01 ns between a connection's requests, which used to
+        // truncate to 0 and silently run a closed loop.
+        XCTAssertThrowsError(try config(1e12, connections: 10)) { e in
+            XCTAssertTrue(e is UsageError)
+            XCTAssertTrue("\(e)".hasPrefix("-R 1e+12 is too fast to pace"), "\(e)")
+        }
+        XCTAssertThrowsError(try config(1e-12, connections: 10)) { XCTAssertTrue("\($0)".hasPrefix("-R 1e-12 is too slow"), "\($0)") }
+        // The fastest rate that can be paced: 1 µs per connection.
+        XCTAssertEqual(try config(10_000_000, connections: 10).intervalNanos, 1000)
+        XCTAssertThrowsError(try config(10_000_001, connections: 10))
+        XCTAssertEqual(try config(3, connections: 2).intervalNanos, 666_666_667)
+    }
+
+    func testTLSFollowsTheRequestsSchemeNotTheBaseURL() throws {
+        let dir = NSTemporaryDirectory() + "lt-scheme-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "target: https://a.test\nrequests:\n  - path: /\n".write(toFile: dir + "/s.yaml", atomically: true, encoding: .utf8)
+        var a = LoadArguments()
+        a.url = "http://127.0.0.1:9/"
+        a.scenario = dir + "/s.yaml"
+        a.connectTo = "127.0.0.1:9"
+        a.insecure = true
+        // The file's target wins, so every request is https: the run must speak TLS.
+        XCTAssertNotNil(try a.makeConfig().tls)
+    }
+
     func testUnresolvableHostIsUnreachable() {
         var a = LoadArguments()
         a.url = "http://no-such-host.invalid/"
@@ -118,6 +170,14 @@ final class ParsingTests: XCTestCase {
         XCTAssertEqual(specs[1].weight, 1)
     }
 
+    func testServerNameIsTheHostWithoutItsPort() throws {
+        let u = try LoadURL(parsing: "https://load.test:8443/")
+        XCTAssertEqual(RequestSpec(url: u).serverName, "load.test")
+        XCTAssertEqual(RequestSpec(url: u, hostOverride: "www.example.local:8443").serverName, "www.example.local")
+        XCTAssertEqual(RequestSpec(url: u, hostOverride: "[::1]:8443").serverName, "::1")
+        XCTAssertEqual(RequestSpec(url: u, hostOverride: "api.example.local").serverName, "api.example.local")
+    }
+
     func testScenarioErrorsNameTheEntry() {
         func check(_ yaml: String, _ expect: String, base: LoadURL? = nil) {
             XCTAssertThrowsError(try Scenario.parse(yaml, name: "s.yaml", baseURL: base)) { e in
@@ -135,6 +195,20 @@ final class ParsingTests: XCTestCase {
         check("target: http://h\nrequests:\n  - { path: /, wieght: 3 }", "request 1: unknown key 'wieght'")
         check("target: http://h\nrequest:\n  - { path: / }", "unknown key 'request'")
         check("- a\n- b", "expected a mapping")
+    }
+
+    func testYAMLSyntaxErrorIsOneLineWithFileLineAndColumn() {
+        // libyaml's positions: the end of the input for an unclosed flow, else the offending token.
+        for (yaml, position) in [("requests: [ {", "line 2, column 1"),
+                                 ("target: http://h\nrequests:\n  - path: /\n   weight: 2", "line 4, column 4"),
+                                 ("requests:\n  - { path: '/ }", "line 2, column 17"),
+                                 ("target: http://h\ntarget: http://g\nrequests: []", "line 1, column 1")] {
+            XCTAssertThrowsError(try Scenario.parse(yaml, name: "s.yaml", baseURL: nil)) { e in
+                let m = "\(e)"
+                XCTAssertFalse(m.contains("\n"), "one line: \(m)")
+                XCTAssertTrue(m.hasPrefix("scenario 's.yaml': \(position): "), m)
+            }
+        }
     }
 
     func testWeightedPickerFollowsWeights() {

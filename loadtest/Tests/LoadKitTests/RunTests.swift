@@ -86,6 +86,26 @@ final class RunTests: XCTestCase {
         XCTAssertTrue(r.warnings.contains { $0.contains("no response") })
     }
 
+    func testRefusedConnectsAreNotCountedAsOpened() throws {
+        let s = try TestServer()
+        let url = s.url
+        s.stop()
+        usleep(50_000)
+        let r = try LoadRunner.run(try config(url + "/") { $0.requests = 5; $0.connections = 1 })
+        XCTAssertEqual(r.errors[.connect], 5)
+        XCTAssertEqual(r.connectionsOpened, 0)
+        XCTAssertTrue(r.text(title: "t").contains(" 0 connection(s) opened"), r.text(title: "t"))
+    }
+
+    func testHTTPSToAPlainHTTPServerSaysSo() throws {
+        let server = try TestServer(mode: .rejectAnything)
+        defer { server.stop() }
+        let r = try LoadRunner.run(try config("https://127.0.0.1:\(server.port)/") { $0.requests = 3; $0.connections = 1; $0.insecure = true })
+        XCTAssertEqual(r.errors, [.connect: 3])
+        let warning = r.warnings.first { $0.hasPrefix("TLS handshake failed") } ?? "\(r.warnings)"
+        XCTAssertEqual(warning, "TLS handshake failed: the server did not answer with TLS, is it plain HTTP? (wrong version number)")
+    }
+
     func testSilentServerTimesOut() throws {
         let server = try TestServer(mode: .silent)
         defer { server.stop() }

@@ -63,7 +63,7 @@ final class TLSRunTests: XCTestCase {
 
     func testVerifiedHandshakeWithSNIFromTheURL() throws {
         let c = try config { $0.cacert = "\(dir)/cert.pem" }
-        XCTAssertEqual(c.tls?.serverName, "load.test")
+        XCTAssertEqual(c.requests[0].serverName, "load.test")
         let r = try LoadRunner.run(c)
         XCTAssertEqual(r.responses, 5, "\(r.errors) \(r.warnings)")
         XCTAssertEqual(r.statuses, [200: 5])
@@ -74,6 +74,7 @@ final class TLSRunTests: XCTestCase {
         let r = try LoadRunner.run(try config { _ in })
         XCTAssertEqual(r.responses, 0)
         XCTAssertEqual(r.errors[.connect], 5)
+        XCTAssertEqual(r.connectionsOpened, 0, "a failed handshake is a connect error, not an opened connection")
         XCTAssertTrue(r.warnings.contains { $0.contains("certificate verify failed") }, "\(r.warnings)")
     }
 
