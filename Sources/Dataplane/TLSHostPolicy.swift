@@ -33,11 +33,13 @@ public struct UpstreamTLS: Sendable, Hashable {
     public var verify: Bool
     /// `ca.crt` of the Secret named by `portico.io/proxy-ssl-secret`; nil: the system CA store.
     public var caPEM: [UInt8]?
+    /// Where `caPEM` came from, for messages: `Secret NAMESPACE/NAME ca.crt`.
+    public var caSource: String?
     /// SNI and the name verified (`portico.io/proxy-ssl-name`); nil: none sent, only the chain is verified.
     public var serverName: String?
 
-    public init(verify: Bool = true, caPEM: [UInt8]? = nil, serverName: String? = nil) {
-        self.verify = verify; self.caPEM = caPEM; self.serverName = serverName
+    public init(verify: Bool = true, caPEM: [UInt8]? = nil, caSource: String? = nil, serverName: String? = nil) {
+        self.verify = verify; self.caPEM = caPEM; self.caSource = caSource; self.serverName = serverName
     }
 }
 

@@ -37,7 +37,7 @@ final class BackendState {
         self.idle = Array(repeating: [], count: backend.endpoints.count)
         if let u = backend.upstreamTLS {
             do {
-                tlsClient = try TLSClientContext(verify: u.verify, caPEM: u.caPEM)
+                tlsClient = try TLSClientContext(verify: u.verify, caPEM: u.caPEM, caFile: u.caSource)
                 tlsClientError = nil
             } catch {
                 tlsClient = nil

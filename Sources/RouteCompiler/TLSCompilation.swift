@@ -111,6 +111,7 @@ extension Compilation {
                 if let secret = secrets[key] {
                     if let ca = secret.decodedData["ca.crt"], !ca.isEmpty {
                         tls.caPEM = Array(ca)
+                        tls.caSource = "Secret \(key) ca.crt"
                     } else {
                         problems.append(CompileProblem(object: object, field: field,
                             message: "Secret \(key) has no ca.crt; pod certificates are verified against the system CA store"))

@@ -38,6 +38,19 @@ final class TLSUpstreamTests: XCTestCase {
               ca.crt: \(Data(try certs.text("ca.crt").utf8).base64EncodedString())
 
             """,
+            """
+            apiVersion: v1
+            kind: Secret
+            metadata:
+              name: bad-ca
+              namespace: default
+            type: Opaque
+            data:
+              ca.crt: \(Data("not a certificate\n".utf8).base64EncodedString())
+
+            """,
+            TLSManifest.ingress("bad-ca", host: "bad-ca.test", paths: route, secret: nil,
+                                annotations: [https: "HTTPS", "portico.io/proxy-ssl-secret": "bad-ca"]),
             TLSManifest.ingress("verified", host: "verified.test", paths: route, secret: nil,
                                 annotations: [https: "HTTPS", "portico.io/proxy-ssl-secret": "pod-ca",
                                               "portico.io/proxy-ssl-name": "shop.test"]),
@@ -95,6 +108,13 @@ final class TLSUpstreamTests: XCTestCase {
         let (r, log) = try getLogging("system-store.test")
         XCTAssertEqual(r.status, 502, "verification is on by default")
         XCTAssertFalse(lines(log, containing: ["verif"]).isEmpty, "the verification failure is logged\n\(log)")
+    }
+
+    /// A CA Secret whose ca.crt holds no certificate: a 502 that names the Secret and its key.
+    func testUnusableCASecretIsNamedInThe502() throws {
+        let r = try get("bad-ca.test")
+        XCTAssertEqual(r.status, 502, r.rawHead)
+        XCTAssertTrue(r.bodyText.contains("Secret default/bad-ca ca.crt: no PEM certificate found"), r.bodyText)
     }
 
     func testVerificationOffWhenAsked() throws {

@@ -174,7 +174,8 @@ final class RouteCompilerTLSTests: XCTestCase {
         let annotations = "{portico.io/backend-protocol: HTTPS, portico.io/proxy-ssl-secret: upstream-ca, portico.io/proxy-ssl-name: web.internal}"
         let (t, problems) = compile(all(Self.service, Self.secrets, ingress(annotations: annotations, tls: "[]")))
         XCTAssertEqual(problems, [])
-        XCTAssertEqual(t.backends.first?.upstreamTLS, UpstreamTLS(verify: true, caPEM: Array("CA".utf8), serverName: "web.internal"))
+        XCTAssertEqual(t.backends.first?.upstreamTLS, UpstreamTLS(verify: true, caPEM: Array("CA".utf8),
+                                                                   caSource: "Secret default/upstream-ca ca.crt", serverName: "web.internal"))
     }
 
     func testUpstreamTLSVerifyOff() {
