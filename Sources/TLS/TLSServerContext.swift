@@ -356,5 +356,7 @@ private let serverNameCallback: @convention(c) (OpaquePointer?, UnsafeMutablePoi
 private let ticketKeyCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?, OpaquePointer?, OpaquePointer?, Int32) -> Int32 = { ssl, name, iv, cipher, mac, enc in
     guard let ssl, let name, let iv, let cipher, let mac, let data = SSL_get_ex_data(ssl, 0) else { return -1 }
     let server = Unmanaged<TLSServerContext>.fromOpaque(data).takeUnretainedValue()
-    return server.ticketKeys.callback(keyName: name, iv: iv, cipher: cipher, mac: mac, encrypt: enc == 1)
+    // The version is already chosen when the ClientHello's ticket is decrypted.
+    return server.ticketKeys.callback(keyName: name, iv: iv, cipher: cipher, mac: mac, encrypt: enc == 1,
+                                      renewEveryTicket: SSL_version(ssl) == TLS1_3_VERSION)
 }

@@ -69,9 +69,11 @@ final class TicketKeys {
     }
 
     /// The ticket key callback's work (see SSL_CTX_set_tlsext_ticket_key_evp_cb): 1 to go on,
-    /// 2 to accept and renew a ticket of the previous key, 0 when the ticket's key is unknown.
+    /// 2 to accept and renew a ticket (of the previous key, or any with `renewEveryTicket`),
+    /// 0 when the ticket's key is unknown.
     func callback(keyName: UnsafeMutablePointer<UInt8>, iv: UnsafeMutablePointer<UInt8>,
-                  cipher cipherContext: OpaquePointer, mac: OpaquePointer, encrypt: Bool) -> Int32 {
+                  cipher cipherContext: OpaquePointer, mac: OpaquePointer, encrypt: Bool,
+                  renewEveryTicket: Bool) -> Int32 {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: TicketKeys.keySize) { buffer -> Int32 in
             let key = buffer.baseAddress!
             pthread_mutex_lock(mutex)
@@ -90,11 +92,10 @@ final class TicketKeys {
             defer { key.update(repeating: 0, count: TicketKeys.keySize) }
             if encrypt { keyName.update(from: key, count: 16) }
             guard portico_ticket_crypto_init(cipherContext, mac, cipher, key + 16, key + 48, iv, encrypt ? 1 : 0) == 1 else { return -1 }
-            // A decrypted ticket is always renewed (2), as nginx does for TLS 1.3: clients use a
-            // TLS 1.3 ticket once, so without a fresh one every other connection (wrk's pattern)
-            // fell back to a full handshake.
-            if !encrypt { return 2 }
-            return renew ? 2 : 1
+            // Clients use a TLS 1.3 ticket once, so without a fresh one every other connection
+            // (wrk's pattern) fell back to a full handshake: renew those, as nginx does. A TLS 1.2
+            // client keeps its ticket, which is renewed only when its key is the previous one.
+            return renew || (!encrypt && renewEveryTicket) ? 2 : 1
         }
     }
 

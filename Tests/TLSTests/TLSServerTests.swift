@@ -153,6 +153,22 @@ final class TLSServerTests: XCTestCase {
         XCTAssertTrue(second.contains("Reused, TLSv1.2"), second)
     }
 
+    /// TLS 1.2 clients keep using their ticket, so a resumption with the current key issues no
+    /// new one (as nginx and OpenSSL's own ticket keys do: a ticket costs a session encoding, an
+    /// encryption and a handshake message); a ticket of the previous key is replaced.
+    func testResumedTLS12ConnectionKeepsItsTicketUnlessTheKeyRotated() throws {
+        let file = certs.path("session-\(UUID().uuidString).pem")
+        let first = sClient(port: server.port, ["-servername", "api.localhost", "-tls1_2", "-sess_out", file, "-msg"])
+        XCTAssertTrue(first.contains("NewSessionTicket"), "a full handshake issues a ticket:\n\(first)")
+        let resumed = sClient(port: server.port, ["-servername", "api.localhost", "-tls1_2", "-sess_in", file, "-msg"])
+        XCTAssertTrue(resumed.contains("Reused, TLSv1.2"), resumed)
+        XCTAssertFalse(resumed.contains("NewSessionTicket"), "the same ticket goes on:\n\(resumed)")
+        server.context.rotateTicketKeys()
+        let rotated = sClient(port: server.port, ["-servername", "api.localhost", "-tls1_2", "-sess_in", file, "-msg"])
+        XCTAssertTrue(rotated.contains("Reused, TLSv1.2"), rotated)
+        XCTAssertTrue(rotated.contains("NewSessionTicket"), "a ticket of the previous key is replaced:\n\(rotated)")
+    }
+
     /// Tickets of the previous key still resume after one rotation, not after two.
     func testTicketKeyRotationKeepsThePreviousKey() throws {
         let file = certs.path("session-\(UUID().uuidString).pem")
