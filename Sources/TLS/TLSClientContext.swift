@@ -44,7 +44,7 @@ public final class TLSClientContext: @unchecked Sendable {
             SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
             if let caPEM {
                 guard let store = SSL_CTX_get_cert_store(ctx) else { throw fail("no certificate store") }
-                switch PEMCertificate.readCertificates(caPEM, file: caFile ?? "tls.crt") {
+                switch PEMCertificate.readCertificates(caPEM, file: caFile ?? "CA certificates: tls.crt") {
                 case .success(let certs):
                     for c in certs {
                         X509_STORE_add_cert(store, c)
@@ -52,7 +52,7 @@ public final class TLSClientContext: @unchecked Sendable {
                     }
                 case .failure(let f):
                     SSL_CTX_free(ctx)
-                    throw TLSError(caFile == nil ? "CA certificates: \(f.message)" : f.message)
+                    throw TLSError(f.message)
                 }
             } else {
                 guard SSL_CTX_set_default_verify_paths(ctx) == 1 else { throw fail("loading the system CA store") }

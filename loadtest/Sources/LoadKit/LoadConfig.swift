@@ -38,8 +38,11 @@ public struct LoadConfig {
 
     /// Open loop: ns between two requests of one connection (rounded); 0 in a closed loop.
     public var intervalNanos: UInt64 {
-        rate > 0 ? UInt64((Double(connections) * 1e9 / rate).rounded()) : 0
+        rate > 0 ? UInt64(exactIntervalNanos.rounded()) : 0
     }
+
+    /// Open loop: the interval `-R` asks for, before rounding (checked by `validate`).
+    private var exactIntervalNanos: Double { Double(connections) * 1e9 / rate }
 
     /// Consistency checks that do not depend on the network.
     public func validate() throws {
@@ -51,7 +54,7 @@ public struct LoadConfig {
         guard timeoutNanos > 0 else { throw UsageError("--timeout must be positive") }
         guard rate >= 0, rate.isFinite else { throw UsageError("-R must be positive") }
         if rate > 0 {
-            let interval = Double(connections) * 1e9 / rate
+            let interval = exactIntervalNanos
             guard interval >= LoadConfig.minimumIntervalNanos else {
                 let most = Double(connections) * 1e9 / LoadConfig.minimumIntervalNanos
                 throw UsageError("-R \(rate.formatted) is too fast to pace: with -c \(connections) each connection would send every \(interval.formatted) ns; at most \(most.formatted) req/s (1 µs per connection), or add connections")
